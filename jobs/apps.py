@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class JobsConfig(AppConfig):
+    """The domain: jobs, attempts, dead letters, the registry and the services that move jobs."""
+
+    name = "jobs"
+
+    def ready(self) -> None:
+        from jobs.registry import autodiscover
+
+        autodiscover()

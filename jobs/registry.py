@@ -1,0 +1,148 @@
+"""The job-type registry: only names registered here can be enqueued from outside.
+
+Types are registered with ``@job("email.send", ...)`` in an app's ``jobs.py`` or
+``tasks.py``; ``autodiscover()`` imports those modules at startup (AppConfig.ready).
+A name maps to a function object, never to an import path a client chose.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.utils.module_loading import module_has_submodule
+
+from jobs.backoff import Backoff
+from jobs.errors import UnknownJobType
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A registered handler and its defaults (each may be overridden per job where noted)."""
+
+    name: str
+    func: Callable[..., Any]
+    queue: str | None = None  # per job: enqueue(queue=…)
+    priority: int = 0  # per job
+    max_attempts: int | None = None  # per job
+    backoff: Backoff | None = None
+    timeout: float | None = None  # per job
+    sensitive: tuple[str, ...] = ()  # kwargs keys shown redacted everywhere
+    description: str = ""
+    signature: inspect.Signature | None = field(default=None, compare=False)
+
+    def check_arguments(self, args: list, kwargs: dict) -> str | None:
+        """Why the handler cannot take these arguments, or None when it can."""
+        if self.signature is None:
+            return None
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            return str(exc)
+        return None
+
+    def effective_backoff(self) -> Backoff:
+        return self.backoff or Backoff(
+            base=settings.JOBQUEUE_BACKOFF_BASE,
+            max=settings.JOBQUEUE_BACKOFF_MAX,
+            jitter=settings.JOBQUEUE_BACKOFF_JITTER,
+        )
+
+
+_registry: dict[str, JobType] = {}
+
+
+def _as_backoff(value: Backoff | dict | float | None) -> Backoff | None:
+    if value is None or isinstance(value, Backoff):
+        return value
+    if isinstance(value, dict):
+        return Backoff(**value)
+    return Backoff(base=float(value))
+
+
+def _identity(func: Callable[..., Any]) -> tuple[str, str]:
+    return (func.__module__, func.__qualname__)
+
+
+def register(job_type: JobType) -> JobType:
+    """Add a type; registering a different function under a taken name is an error."""
+    if not NAME_RE.match(job_type.name):
+        raise ValueError(f"invalid job type name {job_type.name!r}: use letters, digits and . _ : -")
+    existing = _registry.get(job_type.name)
+    # The same function imported twice (e.g. module reloaded) may re-register; another function may not.
+    if existing is not None and _identity(existing.func) != _identity(job_type.func):
+        raise ValueError(f"job type {job_type.name!r} is already registered by {existing.func!r}")
+    _registry[job_type.name] = job_type
+    return job_type
+
+
+def job(
+    name: str,
+    *,
+    queue: str | None = None,
+    priority: int = 0,
+    max_attempts: int | None = None,
+    backoff: Backoff | dict | float | None = None,
+    timeout: float | None = None,
+    sensitive: tuple[str, ...] | list[str] = (),
+    description: str | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated function as job type ``name``; the function itself is returned unchanged."""
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        register(
+            JobType(
+                name=name,
+                func=func,
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                backoff=_as_backoff(backoff),
+                timeout=timeout,
+                sensitive=tuple(sensitive),
+                description=description if description is not None else inspect.getdoc(func) or "",
+                signature=inspect.signature(func),
+            )
+        )
+        return func
+
+    return decorator
+
+
+def get(name: str) -> JobType:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UnknownJobType(f"unknown job type {name!r}: no handler is registered under that name") from None
+
+
+def find(name: str) -> JobType | None:
+    return _registry.get(name)
+
+
+def all_types() -> list[JobType]:
+    return sorted(_registry.values(), key=lambda t: t.name)
+
+
+def unregister(name: str) -> None:
+    """Remove a type (tests register temporary types)."""
+    _registry.pop(name, None)
+
+
+def autodiscover() -> None:
+    """Import every installed app's job modules (JOBQUEUE_DISCOVER_MODULES, e.g. jobs.py, tasks.py)
+    and the modules listed in JOBQUEUE_IMPORTS."""
+    for app_config in apps.get_app_configs():
+        for module_name in settings.JOBQUEUE_DISCOVER_MODULES:
+            if module_has_submodule(app_config.module, module_name):
+                import_module(f"{app_config.name}.{module_name}")
+    for module_path in settings.JOBQUEUE_IMPORTS:
+        import_module(module_path)

@@ -1,0 +1,68 @@
+"""Job types used only by the tests; worker processes import them through JOBQUEUE_IMPORTS."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from jobs.context import current_job
+from jobs.errors import PermanentError
+from jobs.registry import job
+
+
+@job("test.ok")
+def ok(value: object = None) -> object:
+    return value
+
+
+@job("test.fail", max_attempts=3, backoff={"base": 0.2, "max": 1.0, "jitter": 0.25})
+def always_fails(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@job("test.permanent")
+def permanent(message: str = "cannot ever work") -> None:
+    raise PermanentError(message)
+
+
+@job("test.flaky", backoff={"base": 0.1, "max": 0.5, "jitter": 0.0})
+def flaky(fail_times: int = 1) -> str:
+    """Fails its first ``fail_times`` attempts, then succeeds."""
+    ctx = current_job()
+    assert ctx is not None
+    if ctx.attempt <= fail_times:
+        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+    return f"succeeded on attempt {ctx.attempt}"
+
+
+@job("test.sleep")
+def cooperative_sleep(seconds: float = 1.0) -> str:
+    """Sleeps in small steps and stops when cancelled or timed out."""
+    ctx = current_job()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ctx is not None:
+            ctx.check_cancelled()
+        time.sleep(0.02)
+    return "slept"
+
+
+@job("test.hang")
+def hang(seconds: float = 3600.0) -> None:
+    """Ignores cancel and timeout signals: only replacing the process stops it."""
+    time.sleep(seconds)
+
+
+@job("test.crash_once", backoff={"base": 0.1, "max": 0.1, "jitter": 0.0})
+def crash_once() -> str:
+    """Kills its own worker process on the first attempt (as a segfault would)."""
+    ctx = current_job()
+    assert ctx is not None
+    if ctx.attempt == 1:
+        os._exit(17)
+    return "survived"
+
+
+@job("test.needs_args")
+def needs_args(count: int) -> int:
+    return count * 2

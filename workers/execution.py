@@ -1,0 +1,142 @@
+"""Running one claimed job: resolve its handler, call it, and turn what happened into an Outcome.
+
+Nothing a handler does can escape this function: unknown types, rejected
+arguments, exceptions, cancels and timeouts all become an attempt outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from django.db import connections
+
+from jobs import registry, services
+from jobs.context import JobContext, set_current
+from jobs.errors import JobCancelled, PermanentError
+from jobs.models import AttemptOutcome
+from jobs.services import Claimed, Outcome
+
+logger = logging.getLogger("workers.execution")
+
+CANCELLED_BY_OPERATOR = "cancelled by an operator"
+
+
+@dataclass
+class Running:
+    """A job handed to a thread; the watchdog reads its deadline and flags."""
+
+    job: Claimed
+    ctx: JobContext
+    timeout: float
+    started: float | None = None  # monotonic, set when a thread picks it up
+    timed_out: bool = False
+    signalled_at: float | None = None  # when cancel/timeout was signalled (monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def signal(self, reason: str, *, timed_out: bool = False) -> None:
+        if self.signalled_at is None:
+            self.timed_out = timed_out
+            self.ctx.reason = reason
+            self.signalled_at = time.monotonic()
+            self.ctx.cancelled.set()
+
+
+def effective_timeout(job: Claimed, default: float) -> float:
+    if job.timeout:
+        return float(job.timeout)
+    job_type = registry.find(job.type)
+    return float(job_type.timeout) if job_type and job_type.timeout else default
+
+
+def _log_failure(job: Claimed, worker: str, outcome: Outcome, duration: float) -> None:
+    logger.warning(
+        "job %s %s: %s",
+        job.type,
+        outcome.status,
+        outcome.error.splitlines()[0] if outcome.error else "",
+        extra={
+            "job_id": job.id,
+            "type": job.type,
+            "queue": job.queue,
+            "attempt": job.attempt,
+            "worker": worker,
+            "duration_ms": round(duration * 1000, 1),
+            "outcome": outcome.outcome,
+        },
+    )
+
+
+def execute(running: Running, worker: str) -> Outcome:
+    """Run the handler in this thread and report the attempt's outcome."""
+    job = running.job
+    running.started = time.monotonic()
+    job_type = registry.find(job.type)
+    if job_type is None:
+        outcome = services.after_failure(
+            job,
+            AttemptOutcome.FAILED,
+            f"unknown job type {job.type!r}: no handler is registered under that name in worker {worker}",
+        )
+    elif problem := job_type.check_arguments(job.args, job.kwargs):
+        outcome = services.after_failure(
+            job, AttemptOutcome.FAILED, f"the handler rejected its arguments: {problem}", permanent=True
+        )
+    elif running.ctx.cancelled.is_set():
+        outcome = services.after_failure(
+            job, AttemptOutcome.CANCELLED, running.ctx.reason or CANCELLED_BY_OPERATOR
+        )
+    else:
+        outcome = _call(job_type.func, running)
+    duration = time.monotonic() - running.started
+    if outcome.outcome != AttemptOutcome.SUCCEEDED:
+        _log_failure(job, worker, outcome, duration)
+    running.done.set()
+    return outcome
+
+
+def _call(func: object, running: Running) -> Outcome:
+    job = running.job
+    set_current(running.ctx)
+    try:
+        if inspect.iscoroutinefunction(func):
+            result = asyncio.run(func(*job.args, **job.kwargs))
+        else:
+            result = func(*job.args, **job.kwargs)
+    except JobCancelled as exc:
+        return _interrupted(running, str(exc))
+    except PermanentError as exc:
+        return services.after_failure(
+            job, AttemptOutcome.FAILED, _describe(exc), traceback.format_exc(), permanent=True
+        )
+    except Exception as exc:  # noqa: BLE001 - a handler's failure is data, never a worker crash
+        if running.ctx.cancelled.is_set():
+            return _interrupted(running, f"{running.ctx.reason} ({_describe(exc)})")
+        return services.after_failure(job, AttemptOutcome.FAILED, _describe(exc), traceback.format_exc())
+    finally:
+        set_current(None)
+        _tidy_connections()
+    if running.ctx.cancelled.is_set():
+        return _interrupted(running, running.ctx.reason)
+    return services.succeeded(job, result)
+
+
+def _interrupted(running: Running, reason: str) -> Outcome:
+    if running.timed_out:
+        return services.after_failure(running.job, AttemptOutcome.TIMED_OUT, reason)
+    return services.after_failure(running.job, AttemptOutcome.CANCELLED, reason or CANCELLED_BY_OPERATOR)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+
+
+def _tidy_connections() -> None:
+    """A handler that used the ORM may leave a broken connection in this thread; drop it if so."""
+    for conn in connections.all(initialized_only=True):
+        conn.close_if_unusable_or_obsolete()

@@ -1,0 +1,110 @@
+"""Recovery that runs inside every worker: the lease reaper and the reconciler.
+
+Each pass is guarded by a short Redis lock so that one worker at a time does it;
+the locks only save work (invariant 4): two reapers or reconcilers at once are
+harmless because PostgreSQL is written first with guarded statements.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from jobs import services
+from workers.broker import Broker
+
+logger = logging.getLogger("workers.maintenance")
+
+
+class Maintenance:
+    """Runs in its own thread of a worker process; ``stop`` ends it."""
+
+    def __init__(self, broker: Broker, worker: str) -> None:
+        self.broker = broker
+        self.worker = worker
+        self.stopped = threading.Event()
+        self.next_due_ms: int | None = None  # earliest delayed job, as the last dequeue reported it
+        self.clock_offset_ms = 0.0  # Redis TIME minus local time
+        self.epoch: str | None = None
+        self.last_reconcile: datetime | None = None
+        self.last_full_reconcile = 0.0
+        self.next_reconcile = 0.0
+        self.reap_interval = settings.JOBQUEUE_REAP_INTERVAL
+        self.reconcile_interval = settings.JOBQUEUE_RECONCILE_INTERVAL
+        self.full_interval = settings.JOBQUEUE_FULL_RECONCILE_INTERVAL
+
+    def redis_now_ms(self) -> float:
+        return time.time() * 1000 + self.clock_offset_ms
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.tick()
+            except (redis.RedisError, DatabaseError) as exc:
+                logger.warning("maintenance pass failed (%s: %s); will retry", type(exc).__name__, exc)
+                close_old_connections()
+            except Exception:  # noqa: BLE001 - maintenance must never take the worker down
+                logger.exception("maintenance pass crashed; will retry")
+            self.stopped.wait(self.reap_interval)
+
+    def tick(self) -> None:
+        """One pass: clock sync, epoch check, reaper, and (when due) the reconciler."""
+        self.clock_offset_ms = self.broker.now_ms() - time.time() * 1000
+        epoch, created = self.broker.epoch()
+        lost_data = created or (self.epoch is not None and epoch != self.epoch)
+        self.epoch = epoch
+        if lost_data:
+            logger.warning("Redis epoch changed (data lost or flushed): rebuilding the dispatch index")
+            self.last_reconcile = None
+            self.next_reconcile = 0.0
+        self.reap()
+        if time.monotonic() >= self.next_reconcile:
+            self.reconcile(full=lost_data)
+            self.next_reconcile = time.monotonic() + self.reconcile_interval
+
+    def _locked(self, name: str, ttl_s: float, action: Callable[[], None]) -> bool:
+        token = self.broker.acquire_lock(name, int(ttl_s * 1000))
+        if token is None:
+            return False
+        try:
+            action()
+        finally:
+            self.broker.release_lock(name, token)
+        return True
+
+    def reap(self) -> None:
+        def run() -> None:
+            while services.expire_leases(self.broker) >= 1000:
+                pass
+
+        self._locked("reaper", max(self.reap_interval * 2, 10), run)
+        close_old_connections()
+
+    def reconcile(self, *, full: bool = False) -> None:
+        started = timezone.now()
+        full = (
+            full
+            or self.last_reconcile is None
+            or time.monotonic() - self.last_full_reconcile > self.full_interval
+        )
+        since = None if full else self.last_reconcile - timedelta(seconds=self.reconcile_interval * 2)
+
+        def run() -> None:
+            services.reconcile(self.broker, since=since)
+
+        if self._locked("reconciler", max(self.reconcile_interval, 60), run):
+            self.last_reconcile = started
+            if full:
+                self.last_full_reconcile = time.monotonic()
+        close_old_connections()
