@@ -45,6 +45,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
 ]
 
@@ -139,6 +142,28 @@ SECURE_PROXY_SSL_HEADER = (
 )
 X_FRAME_OPTIONS = "DENY"
 
+# --- API (DRF) ---------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    # Reads need an authenticated user; writes need the model permission (DjangoModelPermissions).
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"job_create": env_str("JOBQUEUE_API_CREATE_RATE", "600/minute")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "jobqueue API",
+    "DESCRIPTION": "Submit, inspect, retry and cancel jobs; dead letters, workers, schedules and stats.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc assets are served from drf-spectacular-sidecar: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 # --- jobqueue ---------------------------------------------------------------
 JOBQUEUE_REDIS_PREFIX = env_str("JOBQUEUE_REDIS_PREFIX", "jq")
 JOBQUEUE_DEFAULT_QUEUE = env_str("JOBQUEUE_DEFAULT_QUEUE", "default")
@@ -167,6 +192,10 @@ JOBQUEUE_FULL_RECONCILE_INTERVAL = env_float("JOBQUEUE_FULL_RECONCILE_INTERVAL",
 JOBQUEUE_DISCOVER_MODULES = env_list("JOBQUEUE_DISCOVER_MODULES", ["jobs", "tasks"])
 # Extra modules (outside installed apps) that register job types, imported at startup.
 JOBQUEUE_IMPORTS = env_list("JOBQUEUE_IMPORTS", [])
+
+# --- Scheduling (cron schedules, pruning) ------------------------------------
+
+# --- django.tasks backend -----------------------------------------------------
 
 # --- Logging: JSON lines in production, readable lines in development -------
 LOG_FORMAT = env_str("JOBQUEUE_LOG_FORMAT", "text" if DEBUG else "json")

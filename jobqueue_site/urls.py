@@ -1,8 +1,10 @@
-"""URL routes: the admin now; the API and the dashboard join as they are built."""
+"""URL routes: the admin, the API (jobs and schedules) and the dashboard."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("scheduling.urls")),
+    path("", include("jobs.api.urls")),
 ]

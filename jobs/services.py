@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from jobs import registry
+from jobs import metrics, registry
 from jobs.backoff import Backoff
 from jobs.errors import IdempotencyConflict, IllegalTransition, InvalidJob, PayloadTooLarge, UnknownJobType
 from jobs.models import (
@@ -410,6 +410,7 @@ class Claimed:
     backoff: dict | None
     created_at: datetime
     started_at: datetime
+    run_at: datetime | None = None
 
     @property
     def ready_score(self) -> int:
@@ -538,7 +539,7 @@ UPDATE jobs_job j
         -- already claimed with this very token: a repeat after a commit whose outcome was unknown
         OR (j.status = 'running' AND j.lease_token = v.token))
 RETURNING j.id, v.token, j.seq, j.type, j.queue, j.priority, j.args::text, j.kwargs::text, j.attempts,
-          j.max_attempts, j.timeout, j.backoff::text, j.created_at, j.started_at
+          j.max_attempts, j.timeout, j.backoff::text, j.created_at, j.started_at, j.run_at
 """
 
 
@@ -607,8 +608,10 @@ def settle(
                         backoff=json.loads(row[11]) if row[11] else None,
                         created_at=row[12],
                         started_at=row[13],
+                        run_at=row[14],
                     )
                 )
+    metrics.record_round(broker, outcomes, accepted, claimed)
     if outcomes:
         _release(broker, outcomes, accepted)
         lost = len(outcomes) - len(accepted)
@@ -723,6 +726,7 @@ def expire_leases(broker: Broker, limit: int = 1000) -> int:
         with transaction.atomic(), connection.cursor() as cursor:
             accepted = _record_outcomes(cursor, outcomes)
         _release(broker, outcomes, accepted)
+        metrics.record_round(broker, outcomes, accepted, [])
     handled = {o.job.id for o in outcomes}
     stale = [(job_id, token) for job_id, token, _queue in expired if job_id not in handled]
     if stale:
@@ -850,3 +854,23 @@ def run_now(job_id: Any) -> Job:
         job.refresh_from_db()
         transaction.on_commit(partial(_dispatch, [placement_for(job)]))
     return job
+
+
+def retry_dead_letter(dead_letter_id: Any) -> Job:
+    """Retry the job behind an open dead letter (the dead letter is marked retried)."""
+    dead = DeadLetter.objects.select_related("job").get(pk=dead_letter_id)
+    if dead.resolution:
+        raise IllegalTransition(f"this dead letter was already {dead.resolution}", status=dead.job.status)
+    return retry(dead.job_id)
+
+
+def discard_dead_letter(dead_letter_id: Any) -> DeadLetter:
+    """Close an open dead letter without running the job again; the job stays failed."""
+    with transaction.atomic():
+        dead = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
+        if dead.resolution:
+            raise IllegalTransition(f"this dead letter was already {dead.resolution}")
+        dead.resolution = DeadLetter.Resolution.DISCARDED
+        dead.resolved_at = timezone.now()
+        dead.save(update_fields=["resolution", "resolved_at"])
+    return dead

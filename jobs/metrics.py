@@ -1,0 +1,163 @@
+"""Queue metrics kept in Redis, so every worker process adds to the same counters.
+
+The worker records each settle round with one pipelined round trip (no scripts in
+the pipeline, DESIGN.md batching contract). Labels come only from the registry
+and JOBQUEUE_QUEUES, so their number stays bounded. Readers (the stats API and
+``/metrics``) use ``snapshot()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import redis
+from django.conf import settings
+
+from jobs import registry
+
+if TYPE_CHECKING:
+    from jobs.services import Claimed, Outcome
+    from workers.broker import Broker
+
+logger = logging.getLogger("jobs.metrics")
+
+# Upper bounds in seconds; the last bucket is +Inf.
+BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
+MINUTE_TTL = 2 * 3600  # per-minute throughput buckets cover the last hour with margin
+OTHER = "other"
+
+
+def _bucket(seconds: float) -> int:
+    for index, bound in enumerate(BUCKETS):
+        if seconds <= bound:
+            return index
+    return len(BUCKETS)
+
+
+def type_label(name: str) -> str:
+    return name if registry.find(name) is not None else "unregistered"
+
+
+def queue_label(name: str) -> str:
+    return name if name in settings.JOBQUEUE_QUEUES else OTHER
+
+
+def record_round(
+    broker: Broker, outcomes: Sequence[Outcome], final: dict[str, str], claimed: Sequence[Claimed]
+) -> None:
+    """Count a settle round: outcomes PostgreSQL accepted (with their final status) and new claims."""
+    if not (final or claimed):
+        return
+    counts: Counter[str] = Counter()
+    durations: Counter[str] = Counter()
+    duration_sums: Counter[str] = Counter()
+    pickups: Counter[str] = Counter()
+    pickup_sums: Counter[str] = Counter()
+    minute: Counter[str] = Counter()
+    for outcome in outcomes:
+        status = final.get(outcome.job.id)
+        if status is None:
+            continue
+        job_type, queue = type_label(outcome.job.type), queue_label(outcome.job.queue)
+        counts[f"{job_type}|{queue}|{status}"] += 1
+        minute[status] += 1
+        seconds = max((outcome.finished_at - outcome.job.started_at).total_seconds(), 0.0)
+        durations[f"{job_type}|{_bucket(seconds)}"] += 1
+        duration_sums[job_type] += seconds
+    for job in claimed:
+        due = max(job.created_at, job.run_at) if job.run_at else job.created_at
+        seconds = max((job.started_at - due).total_seconds(), 0.0)
+        queue = queue_label(job.queue)
+        pickups[f"{queue}|{_bucket(seconds)}"] += 1
+        pickup_sums[queue] += seconds
+        minute["started"] += 1
+    key = broker.key
+    minute_key = key("metrics", "minute", str(int(time.time() // 60)))
+    try:
+        pipe = broker.client.pipeline(transaction=False)
+        for field, value in counts.items():
+            pipe.hincrby(key("metrics", "outcomes"), field, value)
+        for field, value in durations.items():
+            pipe.hincrby(key("metrics", "duration"), field, value)
+        for field, value in duration_sums.items():
+            pipe.hincrbyfloat(key("metrics", "duration_sum"), field, value)
+        for field, value in pickups.items():
+            pipe.hincrby(key("metrics", "pickup"), field, value)
+        for field, value in pickup_sums.items():
+            pipe.hincrbyfloat(key("metrics", "pickup_sum"), field, value)
+        for field, value in minute.items():
+            pipe.hincrby(minute_key, field, value)
+        pipe.expire(minute_key, MINUTE_TTL)
+        pipe.execute()
+    except redis.RedisError as exc:  # metrics must never fail a round
+        logger.debug("could not record metrics: %s", exc)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Non-cumulative counts per bucket (len(BUCKETS) + 1 for +Inf), their sum and count."""
+
+    buckets: list[int]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        return sum(self.buckets)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    outcomes: dict[tuple[str, str, str], int]  # (type, queue, final status) -> count
+    duration: dict[str, Histogram]  # by type
+    pickup: dict[str, Histogram]  # by queue
+    per_minute: list[dict[str, int]]  # the last 60 minutes, oldest first, incl. the current one
+
+
+def _histograms(raw: dict[str, str], sums: dict[str, str]) -> dict[str, Histogram]:
+    result: dict[str, list[int]] = {}
+    for field, value in raw.items():
+        label, _, index = field.rpartition("|")
+        result.setdefault(label, [0] * (len(BUCKETS) + 1))[int(index)] += int(value)
+    return {label: Histogram(buckets, float(sums.get(label, 0))) for label, buckets in result.items()}
+
+
+def snapshot(broker: Broker) -> Snapshot:
+    key = broker.key
+    pipe = broker.client.pipeline(transaction=False)
+    pipe.hgetall(key("metrics", "outcomes"))
+    pipe.hgetall(key("metrics", "duration"))
+    pipe.hgetall(key("metrics", "duration_sum"))
+    pipe.hgetall(key("metrics", "pickup"))
+    pipe.hgetall(key("metrics", "pickup_sum"))
+    now_minute = int(time.time() // 60)
+    for minute in range(now_minute - 59, now_minute + 1):
+        pipe.hgetall(key("metrics", "minute", str(minute)))
+    outcomes, duration, duration_sum, pickup, pickup_sum, *minutes = pipe.execute()
+    return Snapshot(
+        outcomes={tuple(field.split("|", 2)): int(value) for field, value in outcomes.items()},
+        duration=_histograms(duration, duration_sum),
+        pickup=_histograms(pickup, pickup_sum),
+        per_minute=[{name: int(value) for name, value in bucket.items()} for bucket in minutes],
+    )
