@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from jobs import metrics, registry
+from jobs import events, metrics, registry
 from jobs.backoff import Backoff
 from jobs.errors import IdempotencyConflict, IllegalTransition, InvalidJob, PayloadTooLarge, UnknownJobType
 from jobs.models import (
@@ -270,6 +270,12 @@ def placement_for(job: Job) -> Placement:
     )
 
 
+def _announce(jobs: list[Job], previous: str | None = None) -> None:
+    """After commit: push the jobs to Redis and tell the dashboards."""
+    _dispatch([placement_for(job) for job in jobs])
+    _emit_jobs(jobs, previous)
+
+
 def _dispatch(placements: list[Placement]) -> None:
     """Push to Redis after commit; if Redis is down the jobs stay durable and the reconciler pushes them."""
     try:
@@ -305,7 +311,7 @@ def submit(
     row = _validate(spec, now)
     if idempotency_key is None:
         (job,) = _insert([row], owner_id, None)
-        transaction.on_commit(partial(_dispatch, [placement_for(job)]))
+        transaction.on_commit(partial(_announce, [job]))
         return Submitted(job, True)
 
     if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255:
@@ -339,7 +345,7 @@ def submit(
             return Submitted(job, False)
         (job,) = _insert([row], owner_id, idempotency_key)
         cursor.execute("UPDATE jobs_idempotencykey SET job_id = %s WHERE id = %s", [job.id, inserted[0]])
-    transaction.on_commit(partial(_dispatch, [placement_for(job)]))
+    transaction.on_commit(partial(_announce, [job]))
     return Submitted(job, True)
 
 
@@ -385,7 +391,7 @@ def enqueue_many(specs: Iterable[JobSpec | dict[str, Any]], *, owner_id: int | N
     with transaction.atomic():
         for start in range(0, len(rows), 5000):
             jobs.extend(_insert(rows[start : start + 5000], owner_id, None))
-    transaction.on_commit(partial(_dispatch, [placement_for(job) for job in jobs]))
+    transaction.on_commit(partial(_announce, jobs))
     return jobs
 
 
@@ -533,13 +539,14 @@ UPDATE jobs_job j
        attempts = CASE WHEN j.lease_token = v.token THEN j.attempts ELSE j.attempts + 1 END,
        lease_token = v.token, worker = %s,
        started_at = CASE WHEN j.lease_token = v.token THEN j.started_at ELSE now() END, updated_at = now()
-  FROM unnest(%s::uuid[], %s::text[]) AS v(id, token)
+  FROM (SELECT v.id, v.token, o.status AS previous
+          FROM unnest(%s::uuid[], %s::text[]) AS v(id, token) JOIN jobs_job o ON o.id = v.id) AS v
  WHERE j.id = v.id
    AND ((j.status IN ('queued', 'scheduled', 'retrying') AND j.cancel_requested_at IS NULL)
         -- already claimed with this very token: a repeat after a commit whose outcome was unknown
         OR (j.status = 'running' AND j.lease_token = v.token))
 RETURNING j.id, v.token, j.seq, j.type, j.queue, j.priority, j.args::text, j.kwargs::text, j.attempts,
-          j.max_attempts, j.timeout, j.backoff::text, j.created_at, j.started_at, j.run_at
+          j.max_attempts, j.timeout, j.backoff::text, j.created_at, j.started_at, j.run_at, v.previous
 """
 
 
@@ -576,6 +583,78 @@ def _release(broker: Broker, outcomes: Sequence[Outcome], accepted: dict[str, st
         broker.ack(acks)
 
 
+def _emit_round(
+    outcomes: Sequence[Outcome],
+    accepted: dict[str, str],
+    claimed: Sequence[Claimed],
+    previous: list[str],
+    worker: str,
+) -> None:
+    """Status events for one committed round: finished attempts and new claims."""
+    batch = [
+        events.job_event(
+            id=o.job.id,
+            type=o.job.type,
+            queue=o.job.queue,
+            status=accepted[o.job.id],
+            previous=JobStatus.RUNNING,
+            attempts=o.job.attempt,
+            max_attempts=o.job.max_attempts,
+            priority=o.job.priority,
+            worker=worker,
+            created_at=o.job.created_at,
+            started_at=o.job.started_at,
+            finished_at=o.finished_at,
+            run_at=o.run_at,
+            error=o.error,
+        )
+        for o in outcomes
+        if o.job.id in accepted
+    ]
+    batch += [
+        events.job_event(
+            id=c.id,
+            type=c.type,
+            queue=c.queue,
+            status=JobStatus.RUNNING,
+            previous=old,
+            attempts=c.attempt,
+            max_attempts=c.max_attempts,
+            priority=c.priority,
+            worker=worker,
+            created_at=c.created_at,
+            started_at=c.started_at,
+            run_at=c.run_at,
+        )
+        for c, old in zip(claimed, previous, strict=True)
+    ]
+    if batch:
+        events.emit(batch)
+
+
+def _emit_jobs(jobs: Iterable[Job], previous: str | None) -> None:
+    """Status events for jobs whose new state is on the instances (enqueue and operator actions)."""
+    events.emit(
+        events.job_event(
+            id=job.id,
+            type=job.type,
+            queue=job.queue,
+            status=job.status,
+            previous=previous,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            priority=job.priority,
+            worker=job.worker,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            run_at=job.run_at,
+            error=job.error,
+        )
+        for job in jobs
+    )
+
+
 def settle(
     broker: Broker, outcomes: Sequence[Outcome], popped: Sequence[Popped], worker: str
 ) -> list[Claimed]:
@@ -585,6 +664,7 @@ def settle(
     (invariant 1: everything in Redis is a hint).
     """
     claimed: list[Claimed] = []
+    previous: list[str] = []
     accepted: dict[str, str] = {}
     with transaction.atomic(), connection.cursor() as cursor:
         if outcomes:
@@ -611,7 +691,9 @@ def settle(
                         run_at=row[14],
                     )
                 )
+                previous.append(row[15])
     metrics.record_round(broker, outcomes, accepted, claimed)
+    _emit_round(outcomes, accepted, claimed, previous, worker)
     if outcomes:
         _release(broker, outcomes, accepted)
         lost = len(outcomes) - len(accepted)
@@ -649,6 +731,21 @@ def give_back(broker: Broker, jobs: Sequence[Claimed]) -> int:
     stale = [(c.id, c.token) for c in jobs if c.id not in returned]
     if stale:
         broker.ack(stale)
+    events.emit(
+        events.job_event(
+            id=c.id,
+            type=c.type,
+            queue=c.queue,
+            status=JobStatus.QUEUED,
+            previous=JobStatus.RUNNING,
+            attempts=c.attempt - 1,
+            max_attempts=c.max_attempts,
+            priority=c.priority,
+            created_at=c.created_at,
+        )
+        for c in jobs
+        if c.id in returned
+    )
     return len(items)
 
 
@@ -727,6 +824,7 @@ def expire_leases(broker: Broker, limit: int = 1000) -> int:
             accepted = _record_outcomes(cursor, outcomes)
         _release(broker, outcomes, accepted)
         metrics.record_round(broker, outcomes, accepted, [])
+        _emit_round(outcomes, accepted, [], [], "")
     handled = {o.job.id for o in outcomes}
     stale = [(job_id, token) for job_id, token, _queue in expired if job_id not in handled]
     if stale:
@@ -795,6 +893,7 @@ def cancel(job_id: Any) -> Job:
     """Cancel a waiting job at once; ask a running job's worker to stop it (``cancel_requested_at``)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
+        previous = job.status
         if job.status in RUNNABLE_STATUSES:
             now = timezone.now()
             Job.objects.filter(pk=job.pk, status=job.status).update(
@@ -809,7 +908,8 @@ def cancel(job_id: Any) -> Job:
                 _on_commit_safely(lambda: _broker().cancel([(str(job.id), job.queue)]))
         else:
             raise IllegalTransition(f"cannot cancel a job that is already {job.status}", status=job.status)
-    job.refresh_from_db()
+        job.refresh_from_db()
+        transaction.on_commit(partial(_emit_jobs, [job], previous))
     return job
 
 
@@ -817,6 +917,7 @@ def retry(job_id: Any) -> Job:
     """Send a failed or cancelled job back to its queue; its attempt history is kept and continues."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
+        previous = job.status
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise IllegalTransition(
                 f"only failed or cancelled jobs can be retried; this one is {job.status}", status=job.status
@@ -836,7 +937,7 @@ def retry(job_id: Any) -> Job:
             resolution=DeadLetter.Resolution.RETRIED, resolved_at=now
         )
         job.refresh_from_db()
-        transaction.on_commit(partial(_dispatch, [placement_for(job)]))
+        transaction.on_commit(partial(_announce, [job], previous))
     return job
 
 
@@ -844,6 +945,7 @@ def run_now(job_id: Any) -> Job:
     """Make a scheduled or retrying job due immediately."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
+        previous = job.status
         if job.status not in (JobStatus.SCHEDULED, JobStatus.RETRYING):
             raise IllegalTransition(
                 f"only scheduled or retrying jobs can be run now; this one is {job.status}", status=job.status
@@ -852,7 +954,7 @@ def run_now(job_id: Any) -> Job:
             status=JobStatus.QUEUED, run_at=None, updated_at=timezone.now()
         )
         job.refresh_from_db()
-        transaction.on_commit(partial(_dispatch, [placement_for(job)]))
+        transaction.on_commit(partial(_announce, [job], previous))
     return job
 
 
