@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from channels.layers import get_channel_layer
@@ -46,8 +47,15 @@ def test_a_message_carries_at_most_200_jobs_and_says_how_many_it_dropped():
 
 
 def test_events_never_carry_payloads_or_results():
-    event = events.job_event(id="a", type="t", queue="q", status="failed", previous="running", attempts=3,
-                             error="ValueError: bad\nTraceback ...")
+    event = events.job_event(
+        id="a",
+        type="t",
+        queue="q",
+        status="failed",
+        previous="running",
+        attempts=3,
+        error="ValueError: bad\nTraceback ...",
+    )
     assert "kwargs" not in event and "args" not in event and "result" not in event
     assert event["error"] == "ValueError: bad"
 
@@ -60,10 +68,8 @@ def _listen(messages: list[dict], ready: asyncio.Event, stop: asyncio.Event):
         ready.set()
         try:
             while not stop.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     messages.append(await asyncio.wait_for(layer.receive(channel), 0.2))
-                except TimeoutError:
-                    pass
         finally:
             await layer.group_discard(events.GROUP, channel)
 
@@ -93,9 +99,11 @@ def test_a_worker_run_reaches_the_channel_layer_after_commit_in_order(start_work
         start_worker("--queues", "default", env={"JOBQUEUE_REDIS_PREFIX": redis_prefix})
         wait_until(lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED, what="the job to run")
         seen = wait_until(
-            lambda: [j["status"] for m in messages for j in m["jobs"] if j["id"] == str(job.pk)][-1:]
-            == ["succeeded"]
-            and [j["status"] for m in messages for j in m["jobs"] if j["id"] == str(job.pk)],
+            lambda: (
+                [j["status"] for m in messages for j in m["jobs"] if j["id"] == str(job.pk)][-1:]
+                == ["succeeded"]
+                and [j["status"] for m in messages for j in m["jobs"] if j["id"] == str(job.pk)]
+            ),
             what="the succeeded event",
         )
     finally:
