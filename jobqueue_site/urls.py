@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("scheduling.urls")),
     path("", include("jobs.api.urls")),
+    path("", include("jobs.dashboard.urls")),
 ]

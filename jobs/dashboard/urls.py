@@ -1,0 +1,3 @@
+"""Dashboard pages (/, /jobs/<id>/, /create/); filled in by the dashboard work."""
+
+urlpatterns: list = []
