@@ -54,8 +54,9 @@ def effective_timeout(job: Claimed, default: float) -> float:
     return float(job_type.timeout) if job_type and job_type.timeout else default
 
 
-def _log_failure(job: Claimed, worker: str, outcome: Outcome, duration: float) -> None:
-    logger.warning(
+def _log(level: int, job: Claimed, worker: str, outcome: Outcome, duration: float) -> None:
+    logger.log(
+        level,
         "job %s %s: %s",
         job.type,
         outcome.status,
@@ -95,7 +96,9 @@ def execute(running: Running, worker: str) -> Outcome:
         outcome = _call(job_type.func, running)
     duration = time.monotonic() - running.started
     if outcome.outcome != AttemptOutcome.SUCCEEDED:
-        _log_failure(job, worker, outcome, duration)
+        _log(logging.WARNING, job, worker, outcome, duration)
+    elif logger.isEnabledFor(logging.DEBUG):  # no per-job line at INFO on the hot path
+        _log(logging.DEBUG, job, worker, outcome, duration)
     running.done.set()
     return outcome
 

@@ -301,7 +301,7 @@ class Worker:
         held = [(r.job.id, r.job.token, r.job.queue) for r in list(self.inflight.values())]
         held += [(p.id, p.token, p.queue) for p in list(self.unclaimed)]
         for start in range(0, len(held), 1000):
-            result = self.broker.extend(held[start : start + 1000], self.lease_ms)
+            result = self.broker.extend(held[start : start + 1000], self.lease_ms, worker=self.name)
             for job_id in result.cancel:
                 if running := self.inflight.get(job_id):
                     running.signal(CANCELLED_BY_OPERATOR)
