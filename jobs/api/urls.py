@@ -1,3 +1,28 @@
-"""Routes under /api/ (and /metrics) for jobs; filled in by the API work."""
+"""Routes under /api/ (and /metrics for Prometheus); included at the site root by jobqueue_site.urls."""
 
-urlpatterns: list = []
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from jobs.api import views
+
+router = SimpleRouter()
+router.register("jobs", views.JobViewSet, basename="job")
+router.register("dead-letters", views.DeadLetterViewSet, basename="dead-letter")
+
+urlpatterns = [
+    path("api/", views.ApiRootView.as_view(), name="api-root"),
+    path("api/", include(router.urls)),
+    path("api/workers/", views.WorkerListView.as_view(), name="api-workers"),
+    path("api/job-types/", views.JobTypeListView.as_view(), name="api-job-types"),
+    path("api/stats/", views.StatsView.as_view(), name="api-stats"),
+    path("api/metrics/", views.MetricsView.as_view(), name="api-metrics"),
+    path("api/health/", views.HealthView.as_view(), name="api-health"),
+    # OpenAPI 3 schema and Swagger UI, whose assets come from drf-spectacular-sidecar (no CDN). No Redoc:
+    # drf-spectacular's Redoc page pulls its fonts from Google.
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Session login/logout for the browsable API.
+    path("api/auth/", include("rest_framework.urls")),
+    path("metrics", views.PrometheusView.as_view(), name="prometheus-metrics"),
+]
