@@ -70,3 +70,41 @@ def database_from_url(url: str) -> dict:
         "PORT": str(parts.port or ""),
         "OPTIONS": query,
     }
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def env_durations(name: str, default: str) -> dict[str, float]:
+    """``key=duration,…`` from the environment (e.g. ``succeeded=7d,failed=30d``), in seconds.
+
+    An empty value means no entries. Key names are checked where they are used (a system check).
+    """
+    raw = os.environ.get(name)
+    return parse_durations(default if raw is None else raw, name)
+
+
+def parse_durations(raw: str, name: str) -> dict[str, float]:
+    """Parse ``key=duration,…`` (units s, m, h, d, w; a bare number is seconds); ``name`` labels errors."""
+    result: dict[str, float] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = (text.strip() for text in item.partition("="))
+        if not sep or not key or not value:
+            raise ImproperlyConfigured(f"{name}: expected key=duration such as succeeded=7d, got {item!r}")
+        number, unit = value[:-1], value[-1].lower()
+        if unit not in _DURATION_UNITS:
+            number, unit = value, "s"
+        try:
+            seconds = float(number) * _DURATION_UNITS[unit]
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {key}={value!r} is not a duration; use a number with s, m, h, d or w (e.g. 7d)"
+            ) from None
+        if not seconds > 0 or seconds == float("inf"):
+            raise ImproperlyConfigured(f"{name}: {key}={value!r} must be a positive duration")
+        if key in result:
+            raise ImproperlyConfigured(f"{name}: {key} is given twice")
+        result[key] = seconds
+    return result

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from jobqueue_site.env import (
     database_from_url,
     env_bool,
+    env_durations,
     env_float,
     env_int,
     env_list,
@@ -103,7 +104,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("JOBQUEUE_REDIS_PREFIX", "jq") + ":channels"},
+        "CONFIG": {
+            # channels-redis receives with a 5 s BZPOPMIN; redis-py 8's default 5 s socket timeout
+            # would end that read first and crash every websocket consumer idle for 5 s.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "prefix": env_str("JOBQUEUE_REDIS_PREFIX", "jq") + ":channels",
+        },
     }
 }
 
@@ -144,10 +150,13 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- API (DRF) ---------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token (or Bearer) first, then the session; one exception handler maps domain errors and
+    # database outages (503 + Retry-After) for every API view, the schedules' included.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "jobs.api.authentication.TokenOrBearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
+    "EXCEPTION_HANDLER": "jobs.api.exceptions.exception_handler",
     # Reads need an authenticated user; writes need the model permission (DjangoModelPermissions).
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -194,8 +203,25 @@ JOBQUEUE_DISCOVER_MODULES = env_list("JOBQUEUE_DISCOVER_MODULES", ["jobs", "task
 JOBQUEUE_IMPORTS = env_list("JOBQUEUE_IMPORTS", [])
 
 # --- Scheduling (cron schedules, pruning) ------------------------------------
+# The scheduler leader's Redis lock: renewed every third of this, taken over by a follower when it
+# lapses. An optimisation only (invariant 4): row locks and idempotency keys make firings unique.
+JOBQUEUE_SCHEDULER_LOCK_TTL = env_float("JOBQUEUE_SCHEDULER_LOCK_TTL", 15.0)
+# A fire time the scheduler sees later than this many seconds is a misfire (the schedule's policy decides).
+JOBQUEUE_SCHEDULER_MISFIRE_GRACE = env_float("JOBQUEUE_SCHEDULER_MISFIRE_GRACE", 60.0)
+# Finished jobs older than this (per status; units s/m/h/d/w) are deleted by the scheduler and
+# `manage.py prunejobs`. Statuses not listed are kept; failed jobs with an open dead letter always are.
+JOBQUEUE_RETENTION = env_durations("JOBQUEUE_RETENTION", "succeeded=7d,cancelled=7d,failed=30d")
+JOBQUEUE_PRUNE_INTERVAL = env_float("JOBQUEUE_PRUNE_INTERVAL", 3600.0)  # seconds; 0 turns it off
+JOBQUEUE_PRUNE_BATCH = env_int("JOBQUEUE_PRUNE_BATCH", 5000)  # rows per DELETE (one short transaction)
 
 # --- django.tasks backend -----------------------------------------------------
+# Django's Tasks framework runs on jobqueue (docs/tasks.md); tasks may use the queues workers serve.
+TASKS = {
+    "default": {
+        "BACKEND": "jobs.backends.JobQueueBackend",
+        "QUEUES": list(JOBQUEUE_QUEUES),
+    }
+}
 
 # --- Logging: JSON lines in production, readable lines in development -------
 LOG_FORMAT = env_str("JOBQUEUE_LOG_FORMAT", "text" if DEBUG else "json")

@@ -202,6 +202,11 @@ def _validate(spec: JobSpec, now: datetime) -> _Row:
     )
 
 
+def validate(spec: JobSpec) -> None:
+    """Raise ``InvalidJob`` exactly as ``enqueue`` would for this spec, recording nothing (a dry run)."""
+    _validate(spec, timezone.now())
+
+
 _INSERT_SQL = """
 INSERT INTO jobs_job (id, type, queue, priority, args, kwargs, status, attempts, max_attempts, run_at,
                       timeout, backoff, owner_id, idempotency_key, error, worker, created_at, updated_at)

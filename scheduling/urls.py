@@ -1,3 +1,10 @@
-"""Routes under /api/ for schedules; filled in by the scheduling work."""
+"""Routes under /api/ for schedules: /api/schedules/ and /api/schedules/<id>/{run,pause,resume}/."""
 
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from scheduling.api import ScheduleViewSet
+
+router = SimpleRouter()
+router.register("schedules", ScheduleViewSet, basename="schedule")
+
+urlpatterns = router.urls
