@@ -115,6 +115,21 @@ def record_round(
         logger.debug("could not record metrics: %s", exc)
 
 
+def count_final(broker: Broker, job_type: str, queue: str, status: str) -> None:
+    """Count a job that reached a final status outside a worker round (an operator's cancel)."""
+    minute_key = broker.key("metrics", "minute", str(int(time.time() // 60)))
+    try:
+        pipe = broker.client.pipeline(transaction=False)
+        pipe.hincrby(
+            broker.key("metrics", "outcomes"), f"{type_label(job_type)}|{queue_label(queue)}|{status}", 1
+        )
+        pipe.hincrby(minute_key, status, 1)
+        pipe.expire(minute_key, MINUTE_TTL)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.debug("could not record metrics: %s", exc)
+
+
 @dataclass(frozen=True)
 class Histogram:
     """Non-cumulative counts per bucket (len(BUCKETS) + 1 for +Inf), their sum and count."""

@@ -905,6 +905,9 @@ def cancel(job_id: Any) -> Job:
                 status=JobStatus.CANCELLED, finished_at=now, updated_at=now, cancel_requested_at=now
             )
             _on_commit_safely(lambda: _broker().cancel([(str(job.id), job.queue)]))
+            transaction.on_commit(
+                lambda: metrics.count_final(_broker(), job.type, job.queue, JobStatus.CANCELLED)
+            )
         elif job.status == JobStatus.RUNNING:
             if job.cancel_requested_at is None:
                 Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
