@@ -450,6 +450,7 @@ class JobAdmin(ReadOnlyOperatorAdmin):
                     "owner",
                     "idempotency_key",
                     "dead_letter_link",
+                    "dashboard_link",
                 )
             },
         ),
@@ -548,6 +549,10 @@ class JobAdmin(ReadOnlyOperatorAdmin):
         return pretty_json(job.backoff)
 
     @admin.display(description="dead letter")
+    @admin.display(description="Live view")
+    def dashboard_link(self, job: Job) -> SafeString:
+        return format_html('<a href="{}">open on the dashboard</a>', reverse("dashboard:job", args=[job.pk]))
+
     def dead_letter_link(self, job: Job) -> SafeString | str:
         dead = DeadLetter.objects.filter(job_id=job.pk).only("id", "resolution").first()
         if dead is None:

@@ -270,6 +270,7 @@ def test_detail_page_shows_attempts_with_collapsible_traceback_and_is_read_only(
     assert WORKER in html
     assert 'name="_save"' not in html  # no Save button: nothing is edited here
     assert buttons_on(html) == ["retry"]
+    assert f'href="/jobs/{job.pk}/"' in html  # the live view on the dashboard
 
 
 def test_detail_buttons_match_the_jobs_status(admin_client, broker):

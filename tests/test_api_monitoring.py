@@ -81,9 +81,13 @@ def test_stats_count_jobs_by_status_and_queue_and_reconcile_redis_with_postgresq
         "failed": 1,
         "cancelled": 0,
     }
+    oldest = {queue: stats["queues"][queue].pop("oldest_age_seconds") for queue in ("default", "high", "low")}
     assert stats["queues"]["default"] == {"ready": 1, "delayed": 1, "running": 1}
     assert stats["queues"]["high"] == {"ready": 1, "delayed": 0, "running": 0}
     assert stats["queues"]["low"] == {"ready": 0, "delayed": 1, "running": 0}
+    # The oldest waiting job's age: a number for queues with ready work, null otherwise.
+    assert 0 <= oldest["default"] < 60 and 0 <= oldest["high"] < 60
+    assert oldest["low"] is None
     assert stats["redis"] == {"ready": 2, "delayed": 2, "running": 1}
     assert stats["reconciliation"] == {
         "redis_active": 5,

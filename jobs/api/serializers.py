@@ -297,6 +297,12 @@ class QueueDepthSerializer(serializers.Serializer):
     running = serializers.IntegerField()
 
 
+class QueueStatsSerializer(QueueDepthSerializer):
+    oldest_age_seconds = serializers.FloatField(
+        allow_null=True, help_text="how long the longest-waiting due job has waited; null when none is ready"
+    )
+
+
 class WindowSerializer(serializers.Serializer):
     started = serializers.IntegerField()
     succeeded = serializers.IntegerField()
@@ -326,7 +332,7 @@ class ReconciliationSerializer(serializers.Serializer):
 class StatsSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
     counts = serializers.DictField(child=serializers.IntegerField())
-    queues = serializers.DictField(child=QueueDepthSerializer())
+    queues = serializers.DictField(child=QueueStatsSerializer())
     redis = QueueDepthSerializer(help_text="totals over the queues listed")
     last_minute = WindowSerializer()
     last_hour = WindowSerializer()

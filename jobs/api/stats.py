@@ -50,6 +50,13 @@ def _query_postgres() -> dict[str, Any]:
         (total,) = cursor.fetchone()
         cursor.execute("SELECT count(*) FROM jobs_deadletter WHERE resolution = ''")
         (open_dead,) = cursor.fetchone()
+        # When the longest-waiting runnable job per queue became due (active rows only, via the index).
+        cursor.execute(
+            "SELECT queue, min(COALESCE(run_at, created_at)) FROM jobs_job "
+            "WHERE status = 'queued' OR (status IN ('scheduled', 'retrying') AND run_at <= now()) "
+            "GROUP BY queue"
+        )
+        waiting_since = {queue: since.timestamp() for queue, since in cursor.fetchall()}
     # Bounded output: the busiest queues by name, the rest folded into "other".
     if len(by_queue) > MAX_QUEUES:
         ranked = sorted(by_queue, key=lambda q: -sum(by_queue[q].values()))
@@ -65,6 +72,7 @@ def _query_postgres() -> dict[str, Any]:
         "by_queue": by_queue,
         "total_jobs": int(total),
         "open_dead_letters": int(open_dead),
+        "waiting_since": waiting_since,
         "as_of": timezone.now().isoformat(),
     }
 
@@ -141,6 +149,11 @@ def build_stats(broker: Broker) -> dict[str, Any]:
         dict.fromkeys([*settings.JOBQUEUE_QUEUES, *(q for q in pg["by_queue"] if q != metrics.OTHER)])
     )
     live = redis_view(broker, queues)
+    now = time.time()
+    for queue, depth in live.queues.items():
+        since = pg.get("waiting_since", {}).get(queue)
+        # Oldest job's age: how long the longest-waiting due job of the queue has waited (None if none).
+        depth["oldest_age_seconds"] = round(max(now - since, 0.0), 3) if since and depth["ready"] else None
     snap = metrics.snapshot(broker)
     finished: Counter[str] = Counter()
     for (_type, _queue, status), count in snap.outcomes.items():

@@ -1,3 +1,13 @@
-"""Dashboard pages (/, /jobs/<id>/, /create/); filled in by the dashboard work."""
+"""Dashboard pages (/, /jobs/<id>/, /create/); the websocket route is in ``routing.py``."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from jobs.dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("jobs/<uuid:job_id>/", views.job_detail, name="job"),
+    path("create/", views.create, name="create"),
+]
