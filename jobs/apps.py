@@ -7,6 +7,7 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self) -> None:
+        from jobs import checks  # noqa: F401  (registers the django.tasks system checks)
         from jobs.registry import autodiscover
 
         autodiscover()

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.conf import settings
@@ -20,6 +20,10 @@ from django.utils.module_loading import module_has_submodule
 
 from jobs.backoff import Backoff
 from jobs.errors import UnknownJobType
+
+if TYPE_CHECKING:
+    from jobs.context import JobContext
+    from jobs.services import Claimed, Outcome
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
 
@@ -38,6 +42,15 @@ class JobType:
     sensitive: tuple[str, ...] = ()  # kwargs keys shown redacted everywhere
     description: str = ""
     signature: inspect.Signature | None = field(default=None, compare=False)
+    # May an API client enqueue it by name? @job types yes; django.tasks tasks only with @task(api=True).
+    api_allowed: bool = True
+    result_ttl: float | None = None  # seconds a finished result stays readable; None = until pruned
+    # Hooks for handlers that are not plain functions (django.tasks tasks, set by jobs.backends); None means
+    # call func(*args, **kwargs). on_finished learns the attempt's outcome and must not raise.
+    call: Callable[[Claimed, JobContext], Any] | None = field(default=None, compare=False, repr=False)
+    on_finished: Callable[[Claimed, JobContext, Outcome], None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def check_arguments(self, args: list, kwargs: dict) -> str | None:
         """Why the handler cannot take these arguments, or None when it can."""
@@ -118,14 +131,29 @@ def job(
 
 
 def get(name: str) -> JobType:
-    try:
-        return _registry[name]
-    except KeyError:
-        raise UnknownJobType(f"unknown job type {name!r}: no handler is registered under that name") from None
+    job_type = find(name)
+    if job_type is None:
+        raise UnknownJobType(f"unknown job type {name!r}: no handler is registered under that name")
+    return job_type
 
 
 def find(name: str) -> JobType | None:
-    return _registry.get(name)
+    """The registered type, else the django.tasks ``Task`` at dotted path ``name`` (registered when found)."""
+    job_type = _registry.get(name)
+    if job_type is None and "." in name:
+        from jobs.tasks_bridge import resolve_task  # imports this module
+
+        job_type = resolve_task(name)
+    return job_type
+
+
+def api_types() -> list[JobType]:
+    """The types an API client may enqueue: ``@job`` types, and django.tasks tasks declared ``api=True``."""
+    from jobs.tasks_bridge import declared_tasks
+
+    for path in declared_tasks():
+        find(path)  # registers each declared task, so its api flag is known
+    return [job_type for job_type in all_types() if job_type.api_allowed]
 
 
 def all_types() -> list[JobType]:

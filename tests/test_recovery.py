@@ -12,8 +12,16 @@ from jobs import services
 from jobs.dispatch import reset_broker
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tests.helpers import wait_until
+from workers.broker import Broker
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _lose_redis_data(broker: Broker) -> None:
+    """FLUSHALL for this test's keys only (epoch included), so concurrent test runs keep theirs."""
+    keys = list(broker.client.scan_iter(match=f"{broker.prefix}:*", count=1000))
+    assert keys
+    broker.client.unlink(*keys)
 
 
 def _status(job: Job) -> str:
@@ -52,7 +60,7 @@ def test_a_crashing_child_is_restarted_and_its_job_retried(start_worker):
 def test_redis_flushall_is_rebuilt_by_the_reconciler_and_every_job_finishes(start_worker, broker):
     """Invariant 6: a new epoch makes the reconciler rebuild every non-terminal job from PostgreSQL."""
     jobs = services.enqueue_many([{"type": "test.ok", "kwargs": {"value": i}} for i in range(50)])
-    broker.client.flushall()  # as a Redis restart without persistence would
+    _lose_redis_data(broker)  # as a Redis restart without persistence would
 
     start_worker("--queues", "default")
     wait_until(
@@ -70,7 +78,7 @@ def test_redis_flush_while_jobs_run_loses_nothing(start_worker, broker):
     )
     start_worker("--queues", "default", "--threads", "2", "--prefetch", "0")
     wait_until(lambda: Job.objects.filter(status=JobStatus.RUNNING).exists(), what="jobs to start")
-    broker.client.flushall()
+    _lose_redis_data(broker)
 
     wait_until(
         lambda: Job.objects.filter(pk__in=[j.pk for j in jobs], status=JobStatus.SUCCEEDED).count() == 26,

@@ -93,7 +93,9 @@ def execute(running: Running, worker: str) -> Outcome:
             job, AttemptOutcome.CANCELLED, running.ctx.reason or CANCELLED_BY_OPERATOR
         )
     else:
-        outcome = _call(job_type.func, running)
+        outcome = _call(job_type, running)
+        if job_type.on_finished is not None:
+            job_type.on_finished(job, running.ctx, outcome)
     duration = time.monotonic() - running.started
     if outcome.outcome != AttemptOutcome.SUCCEEDED:
         _log(logging.WARNING, job, worker, outcome, duration)
@@ -103,11 +105,13 @@ def execute(running: Running, worker: str) -> Outcome:
     return outcome
 
 
-def _call(func: object, running: Running) -> Outcome:
-    job = running.job
+def _call(job_type: registry.JobType, running: Running) -> Outcome:
+    job, func = running.job, job_type.func
     set_current(running.ctx)
     try:
-        if inspect.iscoroutinefunction(func):
+        if job_type.call is not None:
+            result = job_type.call(job, running.ctx)
+        elif inspect.iscoroutinefunction(func):
             result = asyncio.run(func(*job.args, **job.kwargs))
         else:
             result = func(*job.args, **job.kwargs)

@@ -64,7 +64,7 @@ class JobCreateSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
         # Read at request time: the registry is filled by autodiscovery after this module is imported.
-        names = [job_type.name for job_type in registry.all_types()]
+        names = [job_type.name for job_type in registry.api_types()]
         fields["type"] = serializers.ChoiceField(
             choices=names,
             help_text="A registered job type (see /api/job-types/).",

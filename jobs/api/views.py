@@ -286,7 +286,7 @@ class JobTypeListView(APIDefaults, APIView):
         responses={200: serializers.JobTypeSerializer(many=True), **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        return Response([describe(job_type) for job_type in registry.all_types()])
+        return Response([describe(job_type) for job_type in registry.api_types()])
 
 
 @extend_schema(tags=["monitoring"])
