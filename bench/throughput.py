@@ -6,8 +6,9 @@ Usage: ``make bench`` (embedded PostgreSQL + Redis, test profile), or with serve
 
 It never touches dev or test data: it works in its own database (``jobqueue_bench`` on the server
 DATABASE_URL points at, created and migrated if missing, emptied between phases) and under its own
-Redis key prefix (``jqbench-<random>``, deleted at the end). It prints the configuration, one line
-per phase, and then ONE summary line. See docs/benchmarks.md for what each figure means.
+Redis key prefix (``jqbench-<random>``, deleted at the end). stdout gets the configuration and then
+ONE summary line; stderr gets a line per phase (with CPU accounting and the load other processes put
+on the machine meanwhile). See docs/benchmarks.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -41,6 +43,7 @@ ACTIVE = ("scheduled", "queued", "running", "retrying")
 ACTIVE_EXISTS_SQL = (
     "SELECT EXISTS (SELECT 1 FROM jobs_job WHERE status IN ('scheduled', 'queued', 'running', 'retrying'))"
 )
+PYSPY_RATE = 100  # samples per second and process
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -77,7 +80,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--django-debug", action="store_true", help="run with DJANGO_DEBUG=1 (default 0, as in production)"
     )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each run, wait up to this long for other work on the machine to use < 0.3 cores",
+    )
     parser.add_argument("--poll-interval", type=float, default=0.05, help="drain completion poll (s)")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the worker logs (and py-spy output); path printed"
+    )
     parser.add_argument("--json", type=Path, help="also write every measured figure to this file")
     opts = parser.parse_args(argv)
     for name in ("jobs", "processes", "threads", "runs"):
@@ -295,6 +308,34 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def background_load(seconds: float = 1.0) -> float | None:
+    """Cores busy with other work right now (this script is idle meanwhile), from /proc/stat."""
+    first = _machine_busy()
+    time.sleep(seconds)
+    second = _machine_busy()
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    return (second[0] - first[0]) / (second[1] - first[1]) * (os.cpu_count() or 1)
+
+
+def wait_for_quiet(limit_s: float, threshold: float = 0.3) -> float | None:
+    """Wait (at most ``limit_s``) until other work uses < ``threshold`` cores; returns the last reading."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        load = background_load()
+        if load is None or load < threshold or time.monotonic() >= deadline:
+            return load
+        time.sleep(4.0)
+
+
+def quiet(opts: argparse.Namespace, phase: str, number: int, result: dict) -> None:
+    """Record (and with --wait-idle, wait out) other work on the machine before a phase."""
+    load = wait_for_quiet(opts.wait_idle) if opts.wait_idle else background_load()
+    result["background_load_cores"][phase] = load
+    shown = "n/a" if load is None else f"{load:.2f}"
+    note(f"--- run {number}/{opts.runs}, {phase}: other work on the machine uses {shown} cores")
+
+
 def percentile(values: list[float], p: int) -> float:
     if len(values) == 1:
         return values[0]
@@ -350,7 +391,9 @@ def start_worker(
     profile_path = None
     if pyspy:
         profile_path = workdir / f"{label}.pyspy.txt"
-        spy = [pyspy, "record", "--format", "raw", "--function", "--subprocesses", "--rate", "100"]
+        # --gil: only the thread holding the GIL is sampled, so waiting threads never count as busy.
+        spy = [pyspy, "record", "--format", "raw", "--function", "--subprocesses", "--gil"]
+        spy += ["--rate", str(PYSPY_RATE)]
         cmd = [*spy, "--output", str(profile_path), "--", *cmd]
     log_path = workdir / f"{label}.log"
     with log_path.open("w") as log:
@@ -418,39 +461,50 @@ def phase_enqueue(opts: argparse.Namespace, prefix: str) -> dict:
     for _ in range(20):  # warm-up: connection, script load, registry
         services.enqueue("noop")
     n = opts.jobs
+    local = _is_local(connection.settings_dict)
+    before = CpuSnapshot.take(None, local)
     t0 = time.perf_counter()
     for _ in range(n):
         services.enqueue("noop")
     seconds = time.perf_counter() - t0
+    other = _other_load(CpuSnapshot.take(None, local).since(before, seconds), seconds)
     stored = sql_one("SELECT count(*) FROM jobs_job")[0]
     depth = ready_depth()
     if stored != n + 20 or depth != n + 20:
         raise SystemExit(f"enqueue: expected {n + 20} jobs, PostgreSQL has {stored}, Redis {depth}")
     rate = n / seconds
-    note(f"[enqueue]  {n} x enqueue('noop'): {seconds:.2f} s -> {rate:,.0f} jobs/s")
-    return {"enqueue_per_s": rate, "enqueue_s": seconds}
+    note(f"[enqueue]  {n} x enqueue('noop'): {seconds:.2f} s -> {rate:,.0f} jobs/s{_other_text(other)}")
+    return {"enqueue_per_s": rate, "enqueue_s": seconds, "enqueue_other_load_cores": other}
 
 
 def phase_bulk(opts: argparse.Namespace, prefix: str) -> dict:
     """``enqueue_many`` in batches of 1,000 (one INSERT + one Redis script call per batch)."""
+    from django.db import connection
+
     from jobs import services
 
     reset_data(prefix)
     specs = [services.JobSpec(type="noop")] * BULK_BATCH
     services.enqueue_many(specs[:100])  # warm-up
     n = opts.jobs
+    local = _is_local(connection.settings_dict)
+    before = CpuSnapshot.take(None, local)
     t0 = time.perf_counter()
     left = n
     while left > 0:
         services.enqueue_many(specs[: min(left, BULK_BATCH)])
         left -= BULK_BATCH
     seconds = time.perf_counter() - t0
+    other = _other_load(CpuSnapshot.take(None, local).since(before, seconds), seconds)
     depth = ready_depth()
     if depth != n + 100:
         raise SystemExit(f"bulk: expected {n + 100} ids in Redis, found {depth}")
     rate = n / seconds
-    note(f"[bulk]     {n} via enqueue_many x{BULK_BATCH}: {seconds:.2f} s -> {rate:,.0f} jobs/s")
-    return {"bulk_per_s": rate, "bulk_s": seconds}
+    note(
+        f"[bulk]     {n} via enqueue_many x{BULK_BATCH}: {seconds:.2f} s -> {rate:,.0f} jobs/s"
+        f"{_other_text(other)}"
+    )
+    return {"bulk_per_s": rate, "bulk_s": seconds, "bulk_other_load_cores": other}
 
 
 def _verify_drain(n: int) -> dict:
@@ -501,9 +555,9 @@ def phase_drain(opts: argparse.Namespace, prefix: str, workdir: Path, label: str
         worker.stop()
     wall = done - worker.started
     checks = _verify_drain(n)
-    leftovers = sum(
-        int(redis_client().zcard(f"{prefix}:{{jq}}:{name}")) for name in ("leases", f"ready:{QUEUE}")
-    )
+    client = redis_client()
+    left_ready = int(client.zcard(f"{prefix}:{{jq}}:ready:{QUEUE}"))
+    left_leases = int(client.zcard(f"{prefix}:{{jq}}:leases"))
     span = (checks["last_finished_at"] - checks["first_started_at"]).total_seconds()
     startup = checks["first_started_at"].timestamp() - worker.started_wall
     cpu = after.since(before, wall)
@@ -514,7 +568,8 @@ def phase_drain(opts: argparse.Namespace, prefix: str, workdir: Path, label: str
         "drain_span_s": span,
         "startup_s": startup,
         **{k: v for k, v in checks.items() if k not in ("first_started_at", "last_finished_at")},
-        "redis_leftovers": leftovers,
+        "redis_left_ready": left_ready,
+        "redis_left_leases": left_leases,
         **cpu,
         "worker_log": worker_log_summary(worker.log()),
         "supervisor_pid": worker.find_root(),
@@ -530,11 +585,26 @@ def phase_drain(opts: argparse.Namespace, prefix: str, workdir: Path, label: str
     note(
         f"           exactly once: {'yes' if result['exactly_once'] else 'NO'} "
         f"(succeeded {checks['succeeded']}/{n}, attempts==1 {checks['attempts_1']}, "
-        f"attempt rows {checks['attempt_rows']}, ids left in Redis ready+leases after stop: {leftovers}); "
+        f"attempt rows {checks['attempt_rows']}; left in Redis after stop: "
+        f"{left_ready} ready, {left_leases} leases); "
         f"worker log: {result['worker_log']}",
     )
     note("           CPU during drain: " + _cpu_text(cpu, wall))
+    result["other_load_cores"] = cpu["other_load_cores"]
     return result
+
+
+def _other_load(cpu: dict, wall: float) -> float | None:
+    """Cores used during a phase by processes other than ours (bench, its backends, workers, Redis)."""
+    busy = cpu.get("machine_busy_cores")
+    if busy is None or wall <= 0:
+        return None
+    keys = ("workers_cpu_s", "postgres_backends_cpu_s", "redis_cpu_s", "bench_cpu_s")
+    return max(busy - sum(cpu.get(k) or 0.0 for k in keys) / wall, 0.0)
+
+
+def _other_text(other: float | None) -> str:
+    return "" if other is None else f" (other processes used {other:.2f} cores meanwhile)"
 
 
 def _cpu_text(cpu: dict, wall: float) -> str:
@@ -543,10 +613,13 @@ def _cpu_text(cpu: dict, wall: float) -> str:
         return "n/a" if value is None else f"{value:.2f} s"
 
     busy = cpu.get("machine_busy_cores")
+    other = _other_load(cpu, wall)
+    cpu["other_load_cores"] = other
     return (
         f"workers {fmt('workers_cpu_s')}, PostgreSQL backends {fmt('postgres_backends_cpu_s')}, "
         f"Redis {fmt('redis_cpu_s')}, this script {fmt('bench_cpu_s')} over {wall:.2f} s wall; "
-        f"machine busy {'n/a' if busy is None else f'{busy:.2f}'} of {os.cpu_count()} cores"
+        f"machine busy {'n/a' if busy is None else f'{busy:.2f}'} of {os.cpu_count()} cores "
+        f"(other processes {'n/a' if other is None else f'{other:.2f}'} cores)"
     )
 
 
@@ -623,9 +696,14 @@ def phase_latency(opts: argparse.Namespace, prefix: str, workdir: Path, label: s
         for _ in range(4):
             run_one()
             time.sleep(opts.latency_gap)
+        local = _is_local(connection.settings_dict)
+        before = CpuSnapshot.take(worker.find_root(), local)
+        t0 = time.perf_counter()
         for _ in range(samples):
             ids.append(run_one())
             time.sleep(opts.latency_gap)
+        seconds = time.perf_counter() - t0
+        other = _other_load(CpuSnapshot.take(worker.find_root(), local).since(before, seconds), seconds)
         log = worker.log
     with connection.cursor() as cursor:
         cursor.execute(
@@ -646,6 +724,7 @@ def phase_latency(opts: argparse.Namespace, prefix: str, workdir: Path, label: s
         "finish_p50_ms": percentile(finish, 50),
         "finish_p95_ms": percentile(finish, 95),
         "latency_ok": ok,
+        "pickup_other_load_cores": other,
         "latency_worker_log": worker_log_summary(log()),
     }
     note(
@@ -654,7 +733,7 @@ def phase_latency(opts: argparse.Namespace, prefix: str, workdir: Path, label: s
         f"p99 {result['pickup_p99_ms']:.2f} ms, max {result['pickup_max_ms']:.2f} ms; "
         f"created_at->finished_at p50 {result['finish_p50_ms']:.2f} ms, "
         f"p95 {result['finish_p95_ms']:.2f} ms; "
-        f"all succeeded once: {'yes' if ok else 'NO'}",
+        f"all succeeded once: {'yes' if ok else 'NO'}{_other_text(other)}",
     )
     return result
 
@@ -666,9 +745,7 @@ def find_pyspy() -> str | None:
     candidate = Path(sys.executable).parent / "py-spy"
     if candidate.exists():
         return str(candidate)
-    from shutil import which
-
-    return which("py-spy")
+    return shutil.which("py-spy")
 
 
 def pyspy_works(pyspy: str) -> bool:
@@ -689,7 +766,27 @@ class ProfileTable:
     own: Counter = field(default_factory=Counter)
     cumulative: Counter = field(default_factory=Counter)
     roles: Counter = field(default_factory=Counter)
+    processes: Counter = field(default_factory=Counter)
 
+
+# Frames every stack of a worker process goes through (process start, command dispatch, fork, threads):
+# left out of the tables so the cumulative list starts at the worker's own code.
+ENTRY_FRAMES = (
+    "<module> (manage.py",
+    "main (manage.py",
+    "execute_from_command_line (",
+    "ManagementUtility.",
+    "BaseCommand.",
+    "Command.handle (workers/",
+    "Supervisor.",
+    "_child_main (",
+    "Popen.",
+    "ForkProcess.",
+    "BaseProcess.",
+    "Thread._bootstrap",
+    "Thread.run (",
+    "Worker.run (",
+)
 
 ROLE_MARKERS = (
     ("_executor", "executor threads"),
@@ -719,8 +816,10 @@ def parse_pyspy(path: Path, supervisor_pid: int) -> ProfileTable:
         frames = [f for f in frames if f and not f.startswith("thread (")]
         if not frames:
             continue
+        frames = [f for f in frames if not f.startswith(ENTRY_FRAMES)] or frames[-1:]
         count = int(count_text)
         table.samples += count
+        table.processes[pid_text] += count
         table.own[frames[-1]] += count
         for frame in set(frames):
             table.cumulative[frame] += count
@@ -730,9 +829,14 @@ def parse_pyspy(path: Path, supervisor_pid: int) -> ProfileTable:
     return table
 
 
-def print_profile(table: ProfileTable) -> dict:
+def print_profile(table: ProfileTable, wall: float) -> dict:
     total = table.samples or 1
-    print(f"\n--- py-spy, worker processes only: {table.samples} CPU samples (idle threads excluded) ---")
+    held = [n / (PYSPY_RATE * wall) for n in table.processes.values()]
+    print(
+        f"\n--- py-spy --gil, worker processes only: {table.samples} samples of the GIL-holding thread "
+        f"at {PYSPY_RATE} Hz; GIL held {', '.join(f'{h:.0%}' for h in held)} of the "
+        f"{wall:.2f} s drain in each of {len(held)} process(es) ---"
+    )
     print("by thread role: " + ", ".join(f"{k} {v / total:.0%}" for k, v in table.roles.most_common()))
     for title, counter in (("cumulative", table.cumulative), ("total (self)", table.own)):
         print(f"\ntop 25 functions by {title} samples:")
@@ -747,6 +851,39 @@ def print_profile(table: ProfileTable) -> dict:
 
 
 # --------------------------------------------------------------------------- output
+
+
+# The files on the measured paths (enqueue, settle, the worker loop); a change elsewhere is not reported.
+ENGINE_PATHS = (
+    "jobs/services.py",
+    "jobs/events.py",
+    "jobs/metrics.py",
+    "jobs/dispatch.py",
+    "jobs/registry.py",
+    "jobs/models.py",
+    "workers",
+)
+
+
+def engine_revision() -> str:
+    """The commit measured, and whether the engine's files differ from it (read-only git calls)."""
+    git = ["git", "--no-optional-locks", "-C", str(REPO)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no", "--", *ENGINE_PATHS],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown (no git)"
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    changed = sorted({line[3:] for line in dirty.stdout.splitlines() if line.strip()})
+    return head.stdout.strip() + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
 
 
 def describe(opts: argparse.Namespace, env: dict[str, str], pyspy: str | None) -> dict:
@@ -782,6 +919,7 @@ def describe(opts: argparse.Namespace, env: dict[str, str], pyspy: str | None) -
     db = connection.settings_dict
     config = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "revision": engine_revision(),
         "python": platform.python_version(),
         "django": django.get_version(),
         "psycopg": psycopg.__version__,
@@ -814,6 +952,7 @@ def describe(opts: argparse.Namespace, env: dict[str, str], pyspy: str | None) -
     }
     print("jobqueue throughput benchmark")
     print(f"  date          {config['date']}")
+    print(f"  revision      {config['revision']}")
     print(
         f"  machine       {config['platform']}, {config['cpus']} CPUs ({affinity} usable), loadavg "
         + " ".join(f"{x:.2f}" for x in config["loadavg"])
@@ -872,6 +1011,11 @@ def summary_line(runs: list[dict]) -> str:
     ):
         if col(key):
             parts.append(f"{label}={_agg(col(key), fmt)}")
+    others = [
+        v for r in runs for k, v in r.items() if k.endswith("other_load_cores") and isinstance(v, float)
+    ]
+    if others:
+        parts.append(f"max_other_load_cores={max(others):.2f}")
     checks = [r["exactly_once"] for r in runs if "exactly_once" in r]
     checks += [r["latency_ok"] for r in runs if "latency_ok" in r]
     if checks:
@@ -922,16 +1066,19 @@ def main(argv: list[str] | None = None) -> int:
         config = describe(opts, env, pyspy)
         runs: list[dict] = []
         workdir = Path(tempfile.mkdtemp(prefix="jqbench-"))
+        finished = False
         try:
             for number in range(1, opts.runs + 1):
-                if opts.runs > 1:
-                    note(f"--- run {number}/{opts.runs} (loadavg {os.getloadavg()[0]:.2f})")
-                result: dict = {}
+                result: dict = {"background_load_cores": {}}
+
                 if not opts.skip_enqueue:
+                    quiet(opts, "enqueue", number, result)
                     result |= phase_enqueue(opts, prefix)
                 if not opts.skip_bulk:
+                    quiet(opts, "bulk", number, result)
                     result |= phase_bulk(opts, prefix)
                 if not opts.skip_drain:
+                    quiet(opts, "drain", number, result)
                     if opts.profile_worker and pyspy is None:
                         result |= phase_drain_in_process(opts, prefix)
                     else:
@@ -941,15 +1088,21 @@ def main(argv: list[str] | None = None) -> int:
                             drained["profiled_drain_per_s"] = drained.pop("drain_per_s")
                             drained.pop("drain_steady_per_s")
                             table = parse_pyspy(workdir / f"{label}.pyspy.txt", drained["supervisor_pid"])
-                            drained |= print_profile(table)
+                            drained |= print_profile(table, drained["drain_wall_s"])
                         result |= drained
                 if not opts.skip_latency and opts.latency_samples:
+                    quiet(opts, "pickup", number, result)
                     result |= phase_latency(opts, prefix, workdir, f"latency-{number}")
                 runs.append(result)
+            finished = True
         finally:
             reset_data(prefix)
             delete_prefix(prefix)
             connection.close()
+            if finished and not opts.keep_logs:
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                note(f"worker logs and profiles kept in {workdir}")
         line = summary_line(runs)
         print(line, flush=True)
         if opts.json:

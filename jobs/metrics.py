@@ -9,6 +9,8 @@ and JOBQUEUE_QUEUES, so their number stays bounded. Readers (the stats API and
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -45,6 +47,7 @@ BUCKETS: tuple[float, ...] = (
     60,
     300,
 )
+FLUSH_INTERVAL = 1.0  # seconds between writes of the gathered counts to Redis
 MINUTE_TTL = 2 * 3600  # per-minute throughput buckets cover the last hour with margin
 OTHER = "other"
 
@@ -64,10 +67,42 @@ def queue_label(name: str) -> str:
     return name if name in settings.JOBQUEUE_QUEUES else OTHER
 
 
+class _Pending:
+    """Counts gathered since the last flush (one per process; flushed by a thread about once a second)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.hashes: dict[str, Counter[str]] = {}  # metric name -> field -> increment
+        self.minutes: dict[int, Counter[str]] = {}
+        self.thread: threading.Thread | None = None
+        self.broker: Broker | None = None
+
+    def take(self) -> tuple[dict[str, Counter[str]], dict[int, Counter[str]]]:
+        with self.lock:
+            hashes, minutes = self.hashes, self.minutes
+            self.hashes, self.minutes = {}, {}
+        return hashes, minutes
+
+
+_pending = _Pending()
+
+
+def _after_fork() -> None:
+    global _pending
+    _pending = _Pending()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def record_round(
     broker: Broker, outcomes: Sequence[Outcome], final: dict[str, str], claimed: Sequence[Claimed]
 ) -> None:
-    """Count a settle round: outcomes PostgreSQL accepted (with their final status) and new claims."""
+    """Count a settle round in memory: outcomes PostgreSQL accepted (with their final status) and claims.
+
+    Called on the worker's hot path, so it only adds to local counters; a background thread writes
+    them to Redis about once a second in one pipelined round trip.
+    """
     if not (final or claimed):
         return
     counts: Counter[str] = Counter()
@@ -93,25 +128,64 @@ def record_round(
         pickups[f"{queue}|{_bucket(seconds)}"] += 1
         pickup_sums[queue] += seconds
         minute["started"] += 1
+    _add(
+        broker,
+        {
+            "outcomes": counts,
+            "duration": durations,
+            "duration_sum": duration_sums,
+            "pickup": pickups,
+            "pickup_sum": pickup_sums,
+        },
+        minute,
+    )
+
+
+def _add(broker: Broker, hashes: dict[str, Counter[str]], minute: Counter[str]) -> None:
+    pending = _pending
+    if pending.broker is not None and pending.broker.prefix != broker.prefix:
+        flush(pending)  # counts belong to the prefix they were made under
+    with pending.lock:
+        for name, counter in hashes.items():
+            if counter:
+                pending.hashes.setdefault(name, Counter()).update(counter)
+        if minute:
+            pending.minutes.setdefault(int(time.time() // 60), Counter()).update(minute)
+        pending.broker = broker
+        if pending.thread is None:
+            pending.thread = threading.Thread(
+                target=_flusher, args=(pending,), name="jobqueue-metrics", daemon=True
+            )
+            pending.thread.start()
+
+
+def _flusher(pending: _Pending) -> None:
+    while True:
+        time.sleep(FLUSH_INTERVAL)
+        flush(pending)
+
+
+def flush(pending: _Pending | None = None) -> None:
+    """Write the counts gathered so far to Redis (the flusher thread calls this; so may tests)."""
+    pending = pending or _pending
+    broker = pending.broker
+    hashes, minutes = pending.take()
+    if broker is None or not (hashes or minutes):
+        return
     key = broker.key
-    minute_key = key("metrics", "minute", str(int(time.time() // 60)))
     try:
         pipe = broker.client.pipeline(transaction=False)
-        for field, value in counts.items():
-            pipe.hincrby(key("metrics", "outcomes"), field, value)
-        for field, value in durations.items():
-            pipe.hincrby(key("metrics", "duration"), field, value)
-        for field, value in duration_sums.items():
-            pipe.hincrbyfloat(key("metrics", "duration_sum"), field, value)
-        for field, value in pickups.items():
-            pipe.hincrby(key("metrics", "pickup"), field, value)
-        for field, value in pickup_sums.items():
-            pipe.hincrbyfloat(key("metrics", "pickup_sum"), field, value)
-        for field, value in minute.items():
-            pipe.hincrby(minute_key, field, value)
-        pipe.expire(minute_key, MINUTE_TTL)
+        for name, counter in hashes.items():
+            increment = pipe.hincrbyfloat if name.endswith("_sum") else pipe.hincrby
+            for field, value in counter.items():
+                increment(key("metrics", name), field, value)
+        for minute, counter in minutes.items():
+            minute_key = key("metrics", "minute", str(minute))
+            for field, value in counter.items():
+                pipe.hincrby(minute_key, field, value)
+            pipe.expire(minute_key, MINUTE_TTL)
         pipe.execute()
-    except redis.RedisError as exc:  # metrics must never fail a round
+    except redis.RedisError as exc:  # metrics must never fail a round; these counts are lost
         logger.debug("could not record metrics: %s", exc)
 
 
@@ -159,6 +233,7 @@ def _histograms(raw: dict[str, str], sums: dict[str, str]) -> dict[str, Histogra
 
 
 def snapshot(broker: Broker) -> Snapshot:
+    flush()  # this process's own counts first, so a reader sees what it just did
     key = broker.key
     pipe = broker.client.pipeline(transaction=False)
     pipe.hgetall(key("metrics", "outcomes"))

@@ -207,6 +207,14 @@ def validate(spec: JobSpec) -> None:
     _validate(spec, timezone.now())
 
 
+_INSERT_ONE_SQL = """
+INSERT INTO jobs_job (id, type, queue, priority, args, kwargs, status, attempts, max_attempts, run_at,
+                      timeout, backoff, owner_id, idempotency_key, error, worker, created_at, updated_at)
+VALUES (gen_random_uuid(), %s, %s, %s, %s::jsonb, %s::jsonb, %s, 0, %s, %s, %s, %s::jsonb, %s, %s, '', '',
+        now(), now())
+RETURNING id, seq, created_at
+"""
+
 _INSERT_SQL = """
 INSERT INTO jobs_job (id, type, queue, priority, args, kwargs, status, attempts, max_attempts, run_at,
                       timeout, backoff, owner_id, idempotency_key, error, worker, created_at, updated_at)
@@ -238,7 +246,10 @@ def _insert(rows: Sequence[_Row], owner_id: int | None, idempotency_key: str | N
         [idempotency_key] * len(rows),
     )
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_SQL, columns)
+        if len(rows) == 1:  # a plain VALUES insert is about twice as fast as unnest for one row
+            cursor.execute(_INSERT_ONE_SQL, [column[0] for column in columns])
+        else:
+            cursor.execute(_INSERT_SQL, columns)
         returned = cursor.fetchall()
     returned.sort(key=lambda item: item[1])
     jobs = []
@@ -841,14 +852,27 @@ def expire_leases(broker: Broker, limit: int = 1000) -> int:
     return len(accepted)
 
 
-def reconcile(broker: Broker, *, since: datetime | None = None, batch: int = 1000) -> int:
+RECONCILE_SETTLE_SECONDS = 5.0  # rows changed this recently are left to their own push
+
+
+def reconcile(
+    broker: Broker,
+    *,
+    since: datetime | None = None,
+    batch: int = 1000,
+    settle_seconds: float = RECONCILE_SETTLE_SECONDS,
+) -> int:
     """Re-dispatch what PostgreSQL has and Redis lacks: every active job, or those changed since ``since``.
 
     Runs in priority order, in batches; safe to repeat and to run twice at once
     (invariant 4): the script adds only ids that are nowhere in Redis.
     """
     lease_ms = int(settings.JOBQUEUE_LEASE_SECONDS * 1000)
-    queryset = Job.objects.filter(status__in=list(ACTIVE_STATUSES))
+    # Rows changed in the last few seconds are skipped: their own push or finish is normally still
+    # in flight, and re-adding them would only leave stale ids for the workers to drop.
+    queryset = Job.objects.filter(
+        status__in=list(ACTIVE_STATUSES), updated_at__lt=timezone.now() - timedelta(seconds=settle_seconds)
+    )
     if since is not None:
         queryset = queryset.filter(updated_at__gte=since)
     queryset = queryset.order_by("-priority", "seq").values_list(

@@ -191,6 +191,17 @@ def test_prometheus_metrics_add_up_across_two_worker_processes(start_worker, bro
         what="all 41 jobs to finish",
     )
     wait_until(lambda: len(broker.workers(60_000)) == 2, what="both worker processes to heartbeat")
+    finished = 'jobqueue_jobs_finished_total{type="%s",queue="default",status="%s"}'
+    # Worker processes write their counts to Redis about once a second.
+    wait_until(
+        lambda: (
+            parse_exposition(scraper.get("/metrics").content.decode()).get(
+                finished % ("test.sleep", "succeeded")
+            )
+            == 40
+        ),
+        what="the workers' counts to be flushed",
+    )
 
     response = scraper.get("/metrics")
 
@@ -198,7 +209,6 @@ def test_prometheus_metrics_add_up_across_two_worker_processes(start_worker, bro
     assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     samples = parse_exposition(response.content.decode())
     assert len(set(JobAttempt.objects.values_list("worker", flat=True))) == 2, "both processes ran jobs"
-    finished = 'jobqueue_jobs_finished_total{type="%s",queue="default",status="%s"}'
     assert samples[finished % ("test.sleep", "succeeded")] == 40
     assert samples[finished % ("test.permanent", "failed")] == 1
     duration = [

@@ -20,7 +20,13 @@ def test_outcomes_durations_and_pickups_are_counted_across_worker_processes(star
         what="all jobs to finish",
     )
 
-    snap = metrics.snapshot(broker)
+    # Each worker process writes its counts about once a second.
+    snap = wait_until(
+        lambda: (
+            (s := metrics.snapshot(broker)).pickup.get("default") and s.pickup["default"].count == 41 and s
+        ),
+        what="both processes' counts to be flushed",
+    )
     assert snap.outcomes[("test.ok", "default", "succeeded")] == 40
     assert snap.outcomes[("test.permanent", "default", "failed")] == 1
     assert snap.duration["test.ok"].count == 40

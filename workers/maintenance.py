@@ -98,7 +98,9 @@ class Maintenance:
             or self.last_reconcile is None
             or time.monotonic() - self.last_full_reconcile > self.full_interval
         )
-        since = None if full else self.last_reconcile - timedelta(seconds=self.reconcile_interval * 2)
+        # The window reaches back past the rows the previous pass skipped as too fresh.
+        lookback = self.reconcile_interval * 2 + services.RECONCILE_SETTLE_SECONDS
+        since = None if full else self.last_reconcile - timedelta(seconds=lookback)
 
         def run() -> None:
             services.reconcile(self.broker, since=since)

@@ -151,7 +151,8 @@ class Worker:
         backoff = 0.0
         while not self.stopping.is_set() and self.replace_reason is None:
             self.alive()
-            room = self.capacity - len(self.inflight) - len(self.unclaimed)
+            # Finished-but-unsettled jobs free their place now: this round settles them.
+            room = self.capacity - len(self.inflight) + len(self.outcomes) - len(self.unclaimed)
             flush_due = bool(self.outcomes) and (
                 len(self.outcomes) >= FLUSH_SIZE
                 or (first_outcome_at is not None and time.monotonic() - first_outcome_at >= FLUSH_AGE)
