@@ -376,7 +376,7 @@ def test_submitting_while_redis_is_down_still_returns_201_and_the_reconciler_dis
     reset_broker()
     broker = get_broker()
     assert broker.location(response.json()["id"], "default") is None
-    services.reconcile(broker)
+    services.reconcile(broker, settle_seconds=0)  # at once, not after the usual settling delay
     assert broker.location(response.json()["id"], "default") == "ready"
 
 
