@@ -17,7 +17,6 @@ ONE summary line. docs/benchmarks.md records the figures.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
 import statistics
@@ -27,7 +26,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
+
+from benchenv import ensure_database, with_database  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -59,22 +60,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------- isolation (before Django)
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def ensure_database(server_url: str, name: str) -> None:
-    """CREATE DATABASE ``name`` on the server of ``server_url`` unless it exists."""
-    import psycopg
-    from psycopg import errors, sql
-
-    with psycopg.connect(_with_database(server_url, "postgres"), autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            return
-        with contextlib.suppress(errors.DuplicateDatabase):
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
 def configure_environment(opts: argparse.Namespace) -> None:
     """Point Django at the bench database, production-like (DEBUG off), reachable by the test client."""
     server_url = os.environ.get("DATABASE_URL")
@@ -87,7 +72,7 @@ def configure_environment(opts: argparse.Namespace) -> None:
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
-            "DATABASE_URL": _with_database(server_url, opts.database),
+            "DATABASE_URL": with_database(server_url, opts.database),
             "JOBQUEUE_REDIS_PREFIX": f"jqbench-admin-{uuid.uuid4().hex[:8]}",
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),

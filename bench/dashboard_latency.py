@@ -40,7 +40,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from benchenv import ensure_database, server_urls, with_database  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -78,24 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------- setup (before Django)
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
 def configure_environment(opts: argparse.Namespace) -> dict[str, str]:
-    import psycopg
-    from psycopg import errors, sql
-
-    server_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    if not server_url or not redis_url:
-        sys.exit("DATABASE_URL and REDIS_URL must be set (run it under jobqueue_site.embedded, see above)")
-    with psycopg.connect(_with_database(server_url, "postgres"), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [opts.database]).fetchone():
-            with contextlib.suppress(errors.DuplicateDatabase):
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(opts.database)))
+    server_url, redis_url = server_urls()
+    ensure_database(server_url, opts.database)
     env = {
         "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
-        "DATABASE_URL": _with_database(server_url, opts.database),
+        "DATABASE_URL": with_database(server_url, opts.database),
         "JOBQUEUE_REDIS_PREFIX": f"jqdash-{uuid.uuid4().hex[:12]}",
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),

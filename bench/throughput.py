@@ -31,7 +31,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from benchenv import ensure_database, with_database  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -104,23 +105,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------- isolation (before Django)
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def ensure_database(server_url: str, name: str) -> None:
-    """CREATE DATABASE ``name`` on the server of ``server_url`` unless it exists."""
-    import psycopg
-    from psycopg import errors, sql
-
-    with psycopg.connect(_with_database(server_url, "postgres"), autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            return
-        with contextlib.suppress(errors.DuplicateDatabase):  # a concurrent bench made it first
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
 def configure_environment(opts: argparse.Namespace) -> dict[str, str]:
     """Point this process (and the workers it starts) at the bench database and a fresh key prefix."""
     server_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
@@ -133,7 +117,7 @@ def configure_environment(opts: argparse.Namespace) -> dict[str, str]:
     prefix = f"jqbench-{uuid.uuid4().hex[:12]}"
     env = {
         "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
-        "DATABASE_URL": _with_database(server_url, opts.database),
+        "DATABASE_URL": with_database(server_url, opts.database),
         "JOBQUEUE_REDIS_PREFIX": prefix,
         "DJANGO_DEBUG": "1" if opts.django_debug else "0",
         "JOBQUEUE_LOG_FORMAT": "text",

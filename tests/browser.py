@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO  # noqa: E402
+
 SKIP_REASON = "chromium not installed: browser tests skipped"
 CHROMIUM_ARGS = [
     "--headless",

@@ -7,8 +7,6 @@ order; the prefix's keys are deleted afterwards.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,10 +17,10 @@ import redis
 
 import tests.jobtypes  # noqa: F401  (registers the test job types in this process too)
 from jobs.dispatch import get_broker, reset_broker
-from tests.helpers import WorkerProcess
+from tests.helpers import REPO, ManagePyProcesses, WorkerProcess
 from workers.broker import Broker
 
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["REPO"]
 
 
 @pytest.fixture(scope="session")
@@ -94,23 +92,6 @@ def worker_env(redis_prefix: str, transactional_db: None) -> dict[str, str]:
 @pytest.fixture
 def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start `manage.py runworker ARGS…` as a real process; every one is killed at teardown."""
-    started: list[WorkerProcess] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        log_path = tmp_path / f"worker-{len(started)}.log"
-        log = log_path.open("w")
-        popen = subprocess.Popen(
-            [sys.executable, "manage.py", "runworker", *args],
-            cwd=REPO,
-            env={**worker_env, **(env or {})},
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        process = WorkerProcess(popen, log_path)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
+    processes = ManagePyProcesses("runworker", worker_env, tmp_path)
+    yield processes.start
+    processes.kill_all()

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def wait_until[T](
@@ -70,3 +73,30 @@ class WorkerProcess:
                 os.killpg(self.popen.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=5)
+
+
+class ManagePyProcesses:
+    """Starts `manage.py COMMAND ARGS…` as real processes, each in its own session; ``kill_all`` ends them."""
+
+    def __init__(self, command: str, env: dict[str, str], log_dir: Path) -> None:
+        self.command, self.env, self.log_dir = command, env, log_dir
+        self.started: list[WorkerProcess] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        log_path = self.log_dir / f"{self.command}-{len(self.started)}.log"
+        with log_path.open("w") as log:  # the child keeps its own descriptor
+            popen = subprocess.Popen(
+                [sys.executable, "manage.py", self.command, *args],
+                cwd=REPO,
+                env={**self.env, **(env or {})},
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        process = WorkerProcess(popen, log_path)
+        self.started.append(process)
+        return process
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            process.kill()

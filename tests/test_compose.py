@@ -20,7 +20,8 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management import CommandError, get_commands, load_command_class
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO  # noqa: E402
+
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict] = COMPOSE["services"]
 APP_SERVICES = ["migrate", "web", "worker", "scheduler"]  # built from our Dockerfile

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,7 +25,7 @@ from jobs.models import Job
 from scheduling.firing import fire_due, idempotency_key
 from scheduling.models import Schedule
 from scheduling.signals import publish_change
-from tests.helpers import WorkerProcess, wait_until
+from tests.helpers import ManagePyProcesses, WorkerProcess, wait_until
 from workers.broker import make_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,26 +41,9 @@ def scheduler_env(worker_env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def start_scheduler(scheduler_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start `manage.py runscheduler ARGS…` as a real process; every one is killed at teardown."""
-    started: list[WorkerProcess] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        log_path = tmp_path / f"scheduler-{len(started)}.log"
-        with log_path.open("w") as log:  # the child keeps its own descriptor
-            popen = subprocess.Popen(
-                [sys.executable, "manage.py", "runscheduler", *args],
-                cwd=REPO,
-                env={**scheduler_env, **(env or {})},
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        process = WorkerProcess(popen, log_path)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
+    processes = ManagePyProcesses("runscheduler", scheduler_env, tmp_path)
+    yield processes.start
+    processes.kill_all()
 
 
 @pytest.fixture

@@ -1,0 +1,39 @@
+"""What every bench script needs before Django starts: its own database on the server it was given.
+
+Bench scripts never touch dev or test data: each creates (once) and uses a database of its own on
+the server of ``DATABASE_URL``, and works under a fresh Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` on the same server."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def server_urls() -> tuple[str, str]:
+    """DATABASE_URL and REDIS_URL, or a clear exit when the script was not started with servers."""
+    server_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    if not server_url or not redis_url:
+        sys.exit(
+            "DATABASE_URL and REDIS_URL must be set (run it under `python -m jobqueue_site.embedded run`)"
+        )
+    return server_url, redis_url
+
+
+def ensure_database(server_url: str, name: str) -> None:
+    """CREATE DATABASE ``name`` on the server of ``server_url`` unless it exists."""
+    import psycopg
+    from psycopg import errors, sql
+
+    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            return
+        with contextlib.suppress(errors.DuplicateDatabase):  # a concurrent bench made it first
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
