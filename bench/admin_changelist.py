@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import statistics
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-from benchenv import ensure_database, with_database  # noqa: E402  (bench/ is on sys.path)
+from benchenv import isolate  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -62,24 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def configure_environment(opts: argparse.Namespace) -> None:
     """Point Django at the bench database, production-like (DEBUG off), reachable by the test client."""
-    server_url = os.environ.get("DATABASE_URL")
-    if not server_url or not os.environ.get("REDIS_URL"):
-        sys.exit(
-            "DATABASE_URL and REDIS_URL must be set: run it under `python -m jobqueue_site.embedded run "
-            "--profile test -- …`, which starts embedded servers, or export both yourself"
-        )
-    ensure_database(server_url, opts.database)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
-            "DATABASE_URL": with_database(server_url, opts.database),
-            "JOBQUEUE_REDIS_PREFIX": f"jqbench-admin-{uuid.uuid4().hex[:8]}",
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
-            "DJANGO_ALLOWED_HOSTS": "testserver",
-            "DJANGO_SECURE_SSL_REDIRECT": "0",
-            "JOBQUEUE_LOG_LEVEL": "WARNING",
-        }
+    isolate(
+        opts.database,
+        "jqbench-admin",
+        DJANGO_ALLOWED_HOSTS="testserver",
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        JOBQUEUE_LOG_LEVEL="WARNING",
     )
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
+import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -37,3 +39,25 @@ def ensure_database(server_url: str, name: str) -> None:
             return
         with contextlib.suppress(errors.DuplicateDatabase):  # a concurrent bench made it first
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def isolate(database: str, prefix: str = "jqbench", debug: bool = False, **extra: str) -> dict[str, str]:
+    """Point this process (and every process it starts) at ``database`` and a fresh Redis key prefix.
+
+    Production-like by default (DEBUG off, a throw-away secret); ``extra`` adds or overrides
+    variables. Returns what was set; ``JOBQUEUE_REDIS_PREFIX`` names the prefix to clean up.
+    """
+    server_url, _redis_url = server_urls()
+    ensure_database(server_url, database)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
+        "DATABASE_URL": with_database(server_url, database),
+        "JOBQUEUE_REDIS_PREFIX": f"{prefix}-{uuid.uuid4().hex[:12]}",
+        "DJANGO_DEBUG": "1" if debug else "0",
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
+        "JOBQUEUE_LOG_FORMAT": "text",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+    os.environ.update(env)
+    return env

@@ -26,7 +26,6 @@ import base64
 import contextlib
 import json
 import os
-import secrets
 import signal
 import socket
 import statistics
@@ -36,27 +35,17 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchenv import ensure_database, server_urls, with_database  # noqa: E402  (bench/ is on sys.path)
+from benchenv import isolate  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from tests.browser import CHROMIUM_ARGS, chromium_path  # noqa: E402  (one list of flags for tests and bench)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,21 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def configure_environment(opts: argparse.Namespace) -> dict[str, str]:
-    server_url, redis_url = server_urls()
-    ensure_database(server_url, opts.database)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
-        "DATABASE_URL": with_database(server_url, opts.database),
-        "JOBQUEUE_REDIS_PREFIX": f"jqdash-{uuid.uuid4().hex[:12]}",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
-        "DJANGO_SECURE_SSL_REDIRECT": "0",
-        "JOBQUEUE_LOG_FORMAT": "text",
-        "JOBQUEUE_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    os.environ.update(env)
-    return env
+    return isolate(opts.database, "jqdash", DJANGO_SECURE_SSL_REDIRECT="0", JOBQUEUE_LOG_LEVEL="WARNING")
 
 
 def note(message: str) -> None:
@@ -420,7 +395,7 @@ def screenshot_phase(opts: argparse.Namespace, path: Path, workdir: Path) -> Non
         session = staff_session()
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop lives in this thread
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             context = browser.new_context(viewport={"width": 1440, "height": 1100})
             context.add_cookies([{"name": "sessionid", "value": session, "url": f"http://127.0.0.1:{port}"}])
             page = context.new_page()

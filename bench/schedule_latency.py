@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import os
 import platform
-import secrets
 import signal
 import statistics
 import subprocess
@@ -34,12 +33,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchenv import ensure_database, server_urls, with_database  # noqa: E402  (bench/ is on sys.path)
+from benchenv import isolate  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -69,20 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def configure_environment(opts: argparse.Namespace) -> dict[str, str]:
-    server_url, redis_url = server_urls()
-    ensure_database(server_url, opts.database)
-    env = {
-        "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
-        "DATABASE_URL": with_database(server_url, opts.database),
-        "JOBQUEUE_REDIS_PREFIX": f"jqbench-{uuid.uuid4().hex[:12]}",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
-        "JOBQUEUE_LOG_FORMAT": "text",
-        "JOBQUEUE_PRUNE_INTERVAL": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    os.environ.update(env)
-    return env
+    return isolate(opts.database, JOBQUEUE_PRUNE_INTERVAL="0")
 
 
 # --------------------------------------------------------------------------- helpers (after Django)

@@ -17,19 +17,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import secrets
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
-from benchenv import ensure_database, server_urls, with_database  # noqa: E402  (bench/ is on sys.path)
+from benchenv import isolate  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -56,22 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def configure_environment(opts: argparse.Namespace) -> str:
     """Point this process and its workers at the bench database and a fresh Redis prefix (returned)."""
-    server_url, redis_url = server_urls()
-    ensure_database(server_url, opts.database)
-    prefix = f"jqbench-{uuid.uuid4().hex[:12]}"
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
-            "DATABASE_URL": with_database(server_url, opts.database),
-            "JOBQUEUE_REDIS_PREFIX": prefix,
-            "JOBQUEUE_IMPORTS": "bench.tasks_noop",  # bench/ is no installed app: workers import it by name
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
-            "JOBQUEUE_LOG_FORMAT": "text",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return prefix
+    # bench/ is no installed app: workers import the no-op task module by name.
+    return isolate(opts.database, JOBQUEUE_IMPORTS="bench.tasks_noop")["JOBQUEUE_REDIS_PREFIX"]
 
 
 def reset(prefix: str) -> None:

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import platform
-import secrets
 import shutil
 import signal
 import statistics
@@ -26,13 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchenv import ensure_database, with_database  # noqa: E402  (bench/ is on sys.path)
+from benchenv import isolate  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -107,26 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def configure_environment(opts: argparse.Namespace) -> dict[str, str]:
     """Point this process (and the workers it starts) at the bench database and a fresh key prefix."""
-    server_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    if not server_url or not redis_url:
-        sys.exit(
-            "DATABASE_URL and REDIS_URL must be set: run `make bench`, which starts embedded servers, "
-            "or export both yourself"
-        )
-    ensure_database(server_url, opts.database)
-    prefix = f"jqbench-{uuid.uuid4().hex[:12]}"
-    env = {
-        "DJANGO_SETTINGS_MODULE": "jobqueue_site.settings",
-        "DATABASE_URL": with_database(server_url, opts.database),
-        "JOBQUEUE_REDIS_PREFIX": prefix,
-        "DJANGO_DEBUG": "1" if opts.django_debug else "0",
-        "JOBQUEUE_LOG_FORMAT": "text",
-        "PYTHONUNBUFFERED": "1",
-    }
-    if not opts.django_debug and not os.environ.get("DJANGO_SECRET_KEY"):
-        env["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
-    os.environ.update(env)
-    return env
+    return isolate(opts.database, debug=opts.django_debug)
 
 
 # --------------------------------------------------------------------------- CPU accounting (Linux /proc)
