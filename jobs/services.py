@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from jobs import events, metrics, registry
+from jobs import deletion, events, metrics, registry
 from jobs.backoff import Backoff
 from jobs.errors import IdempotencyConflict, IllegalTransition, InvalidJob, PayloadTooLarge, UnknownJobType
 from jobs.models import (
@@ -988,6 +988,21 @@ def run_now(job_id: Any) -> Job:
         job.refresh_from_db()
         transaction.on_commit(partial(_announce, [job], previous))
     return job
+
+
+def delete_finished(status: str, finished_before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` jobs of a terminal ``status`` finished before the cutoff (pruning).
+
+    Attempts and dead letters go with them; a failed job whose dead letter is still open stays.
+    """
+    if status not in TERMINAL:
+        raise IllegalTransition(f"only finished jobs can be deleted, not {status!r} ones", status=status)
+    return deletion.delete_batch(status, finished_before, limit)
+
+
+def count_finished(status: str, finished_before: datetime) -> int:
+    """How many jobs ``delete_finished`` would remove (a dry run)."""
+    return deletion.count(status, finished_before)
 
 
 def retry_dead_letter(dead_letter_id: Any) -> Job:

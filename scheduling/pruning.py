@@ -1,14 +1,9 @@
 """Delete finished jobs older than their status's retention, in small batches.
 
-Each batch is one statement in its own short transaction: it picks at most ``batch`` ids with
-``FOR UPDATE SKIP LOCKED`` (never waiting on a row someone is using, e.g. an operator retrying
-it) and deletes them together with their attempts and dead letters. A failed job whose dead
-letter is still open is never deleted: an operator has not decided about it yet.
-
-Rows that point at a job are handled the way their foreign key says (CASCADE: deleted in the
-same statement; SET_NULL: cleared; database-level actions: left to PostgreSQL). A relation the
-statement cannot express falls back to the ORM's delete for that batch, so a model added later
-stays correct, only slower.
+The policy lives here (retention per status, batches, logging, stopping between batches); each
+batch is ``jobs.services.delete_finished``: one statement in its own short transaction that
+never waits on a row someone is using (see ``jobs/deletion.py``). A failed job whose dead letter
+is still open is never deleted.
 """
 
 from __future__ import annotations
@@ -19,18 +14,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
-from django.db.models.deletion import (
-    CASCADE,
-    SET_NULL,
-    SKIP_COLLECTION,
-    Collector,
-    get_candidate_relations_to_delete,
-)
-from django.db.models.signals import post_delete, pre_delete
 from django.utils import timezone
 
-from jobs.models import TERMINAL_STATUSES, DeadLetter, Job, JobStatus
+from jobs import services
+from jobs.models import TERMINAL_STATUSES
 
 logger = logging.getLogger("scheduling.pruning")
 
@@ -56,78 +43,6 @@ class PruneReport:
         return f"pruning {verb} {self.total} job(s): {counts} ({self.batches} batch(es), {self.seconds:.2f}s)"
 
 
-def _candidates_sql(open_dead_letters: bool) -> str:
-    q = connection.ops.quote_name
-    job, dead = Job._meta.db_table, DeadLetter._meta.db_table
-    keep_open = (
-        f" AND NOT EXISTS (SELECT 1 FROM {q(dead)} d WHERE d.{q('job_id')} = j.{q('id')} "
-        f"AND d.{q('resolution')} = '')"
-        if open_dead_letters
-        else ""
-    )
-    return (
-        f"SELECT j.{q('id')} FROM {q(job)} j WHERE j.{q('status')} = %s "
-        f"AND COALESCE(j.{q('finished_at')}, j.{q('updated_at')}) < %s{keep_open} "
-        f"LIMIT %s FOR UPDATE OF j SKIP LOCKED"
-    )
-
-
-def _related_statements() -> list[str] | None:
-    """One CTE per relation to Job, or None when some relation needs the ORM's collector."""
-    q = connection.ops.quote_name
-    if pre_delete.has_listeners(Job) or post_delete.has_listeners(Job):
-        return None
-    collector = Collector(using="default", origin=None)
-    statements = []
-    # Hidden reverse relations (related_name="+") included, as the ORM's own collector does.
-    for index, relation in enumerate(get_candidate_relations_to_delete(Job._meta)):
-        on_delete = relation.on_delete
-        table, column = relation.related_model._meta.db_table, relation.field.column
-        if on_delete in SKIP_COLLECTION:
-            continue
-        if on_delete is CASCADE and collector.can_fast_delete(
-            relation.related_model._base_manager.all(), from_field=relation.field
-        ):
-            statements.append(
-                f"r{index} AS (DELETE FROM {q(table)} WHERE {q(column)} IN (SELECT id FROM doomed))"
-            )
-        elif on_delete is SET_NULL:
-            statements.append(
-                f"r{index} AS (UPDATE {q(table)} SET {q(column)} = NULL "
-                f"WHERE {q(column)} IN (SELECT id FROM doomed))"
-            )
-        else:
-            return None
-    return statements
-
-
-def _delete_batch(status: str, cutoff: datetime, batch: int) -> int:
-    """Delete up to ``batch`` jobs of ``status`` finished before ``cutoff``; returns how many."""
-    candidates = _candidates_sql(status == JobStatus.FAILED)
-    related = _related_statements()
-    with transaction.atomic():
-        if related is None:
-            with connection.cursor() as cursor:
-                cursor.execute(candidates, [status, cutoff, batch])
-                ids = [row[0] for row in cursor.fetchall()]
-            if ids:
-                Job.objects.filter(pk__in=ids).delete()
-            return len(ids)
-        q = connection.ops.quote_name
-        ctes = ",\n".join([f"doomed AS ({candidates})", *related])
-        sql = f"WITH {ctes}\nDELETE FROM {q(Job._meta.db_table)} WHERE {q('id')} IN (SELECT id FROM doomed)"
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [status, cutoff, batch])
-            return cursor.rowcount
-
-
-def _count(status: str, cutoff: datetime) -> int:
-    sql = _candidates_sql(status == JobStatus.FAILED).replace(" LIMIT %s FOR UPDATE OF j SKIP LOCKED", "")
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM ({sql}) c", [status, cutoff])
-        return cursor.fetchone()[0]
-
-
 def prune(
     retention: dict[str, float | timedelta],
     *,
@@ -148,11 +63,11 @@ def prune(
             raise ValueError(f"only finished jobs can be pruned, not {status!r}")
         cutoff = now - (age if isinstance(age, timedelta) else timedelta(seconds=age))
         if dry_run:
-            report.deleted[status] = _count(status, cutoff)
+            report.deleted[status] = services.count_finished(status, cutoff)
             continue
         deleted = 0
         while not (stop and stop.is_set()):
-            count = _delete_batch(status, cutoff, batch)
+            count = services.delete_finished(status, cutoff, batch)
             report.batches += 1
             deleted += count
             if count < batch:

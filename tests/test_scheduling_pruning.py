@@ -123,9 +123,9 @@ def test_a_retention_for_an_unfinished_status_fails_the_system_check(settings) -
 
 def test_every_relation_to_a_job_is_handled_inside_the_one_delete_statement() -> None:
     """A new model pointing at Job must not silently push pruning onto the slow ORM path."""
-    from scheduling.pruning import _related_statements
+    from jobs.deletion import related_statements
 
-    statements = _related_statements()
+    statements = related_statements()
     assert statements is not None
     assert any("jobs_jobattempt" in s for s in statements) and any(
         "scheduling_schedule" in s for s in statements
