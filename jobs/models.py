@@ -68,7 +68,12 @@ class Job(models.Model):
     timeout = models.FloatField(null=True, blank=True, help_text="seconds; the type's default when empty")
     backoff = models.JSONField(null=True, blank=True, help_text="{base, max, jitter}; the type's when empty")
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # the partial index job_owner below: jobs from code and schedules have no owner
     )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
@@ -83,11 +88,16 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Every claim and finish is an UPDATE that changes `status`, so none is HOT: each writes a new
+        # entry into every index below. Indexes on mostly-NULL columns are partial for that reason.
         indexes = [
             models.Index(fields=["status", "queue", "priority"], name="job_status_queue_prio"),
             models.Index(fields=["created_at"], name="job_created"),
             models.Index(fields=["type"], name="job_type"),
-            models.Index(fields=["idempotency_key"], name="job_idem_key"),
+            models.Index(
+                fields=["idempotency_key"], name="job_idem_key", condition=Q(idempotency_key__isnull=False)
+            ),
+            models.Index(fields=["owner"], name="job_owner", condition=Q(owner__isnull=False)),
             models.Index(
                 fields=["updated_at"],
                 name="job_active_updated",
@@ -111,7 +121,8 @@ class Job(models.Model):
 class JobAttempt(models.Model):
     """One run of a job; written when the attempt ends (invariant 3: unique on job and number)."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_set")
+    # No index of its own: the unique (job, number) constraint below serves every lookup by job.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_set", db_index=False)
     number = models.PositiveIntegerField()
     worker = models.CharField(max_length=200, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)

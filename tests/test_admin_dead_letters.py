@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from jobs import registry, services
+from jobs import dispatch, registry, services
 from jobs.models import DeadLetter, Job, JobStatus
 from jobs.redaction import REDACTED
 from tests.test_admin_jobs import buttons_on, fail_twice, make_job, messages_of, status_of
@@ -108,6 +108,7 @@ def test_retry_action_requeues_open_dead_letters_and_skips_resolved_ones(admin_c
     assert {status_of(d.job) for d in open_ones} == {JobStatus.QUEUED}
     assert {DeadLetter.objects.get(pk=d.pk).resolution for d in open_ones} == {"retried"}
     assert status_of(discarded.job) == JobStatus.FAILED
+    dispatch.flush()
     assert broker.location(str(open_ones[0].job_id), "default") == "ready"
 
 

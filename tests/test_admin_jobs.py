@@ -20,7 +20,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from jobs import registry, services
+from jobs import dispatch, registry, services
 from jobs.admin_pagination import EstimatedCountPaginator
 from jobs.models import AttemptOutcome, DeadLetter, Job, JobAttempt, JobStatus
 from jobs.redaction import REDACTED
@@ -40,6 +40,7 @@ CHANGELIST = "admin:jobs_job_changelist"
 
 def _claim(broker: Broker, job: Job) -> services.Claimed:
     """Pop and claim ``job`` as a worker would (dequeue script, then the PostgreSQL claim)."""
+    dispatch.flush()
     popped = broker.dequeue([job.queue], 1, 60_000, WORKER).jobs
     assert [p.id for p in popped] == [str(job.id)], "another ready job is in the way: create queued jobs last"
     (claimed,) = services.settle(broker, [], popped, WORKER)
@@ -348,6 +349,7 @@ def test_cancel_action_cancels_waiting_jobs_and_requests_cancel_of_running_ones(
     assert {status_of(j) for j in (retrying, scheduled, queued)} == {JobStatus.CANCELLED}
     running.refresh_from_db()
     assert running.status == JobStatus.RUNNING and running.cancel_requested_at is not None
+    dispatch.flush()
     assert broker.location(str(queued.pk), queued.queue) is None  # gone from the dispatch index too
     html = admin_client.get(reverse(CHANGELIST)).content.decode()
     assert '<span class="jq-badge jq-cancel-requested">cancel requested</span>' in html
@@ -362,6 +364,7 @@ def test_run_now_action_queues_scheduled_and_retrying_jobs(admin_client, broker)
 
     assert messages_of(response) == ["2 queued to run now; 1 skipped: already queued"]
     assert {status_of(j) for j in (scheduled, retrying, queued)} == {JobStatus.QUEUED}
+    dispatch.flush()
     assert broker.location(str(scheduled.pk), scheduled.queue) == "ready"
 
 
@@ -395,6 +398,7 @@ def test_retry_button_retries_and_redirects_back_with_a_message(admin_client, br
     assert response.status_code == 302 and response["Location"] == change_url(job)
     assert messages_of(response) == [f"Job {str(job.pk)[:8]} retried."]
     assert status_of(job) == JobStatus.QUEUED
+    dispatch.flush()
     assert broker.location(str(job.pk), job.queue) == "ready"
 
 

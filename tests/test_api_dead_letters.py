@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from jobs import dispatch
 from jobs.models import DeadLetter, Job, JobStatus
 from tests.test_api_support import DEAD_LETTERS_URL, client_for, dead_job, make_user, operator
 
@@ -60,6 +61,7 @@ def test_retrying_a_dead_letter_requeues_its_job_once(broker):
 
     assert response.status_code == 200 and response.json()["id"] == str(job.pk)
     assert response.json()["status"] == "queued"
+    dispatch.flush()
     assert broker.location(str(job.pk), "default") == "ready"
     assert DeadLetter.objects.get(pk=job.dead_letter.pk).resolution == DeadLetter.Resolution.RETRIED
     assert again.status_code == 409

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from jobs import registry, services
+from jobs import dispatch, registry, services
 from jobs.api.exceptions import translate
 from jobs.dispatch import get_broker, reset_broker
 from jobs.errors import IdempotencyConflict, IllegalTransition, InvalidJob, PayloadTooLarge
@@ -82,6 +82,7 @@ def test_submitting_a_job_returns_201_records_it_for_the_user_and_dispatches_it(
     assert response["Location"] == body["url"] and body["url"].endswith(f"/api/jobs/{body['id']}/")
     job = Job.objects.get(pk=body["id"])
     assert job.kwargs == {"value": 7} and job.owner.username == "alice"
+    dispatch.flush()
     assert broker.location(body["id"], "high") == "ready"
 
 
@@ -98,6 +99,7 @@ def test_a_delay_makes_a_scheduled_job_and_run_at_needs_an_offset(broker):
     assert at.status_code == 201 and datetime.fromisoformat(at.json()["run_at"]) == datetime(
         2999, 1, 1, 8, tzinfo=UTC
     )
+    dispatch.flush()
     assert broker.location(delayed.json()["id"], "default") == "delayed"
 
 
@@ -317,6 +319,7 @@ def test_concurrent_requests_with_one_key_and_body_create_exactly_one_job(broker
     assert codes == [200] * 7 + [201], [r.content for r in responses]
     assert len({response.json()["id"] for response in responses}) == 1
     assert Job.objects.count() == 1
+    dispatch.flush()
     assert broker.client.zcard(broker.key("ready", "default")) == 1
 
 
@@ -375,8 +378,10 @@ def test_submitting_while_redis_is_down_still_returns_201_and_the_reconciler_dis
     settings.REDIS_URL = redis_url
     reset_broker()
     broker = get_broker()
+    dispatch.flush()
     assert broker.location(response.json()["id"], "default") is None
     services.reconcile(broker, settle_seconds=0)  # at once, not after the usual settling delay
+    dispatch.flush()
     assert broker.location(response.json()["id"], "default") == "ready"
 
 
@@ -555,6 +560,7 @@ def test_cancel_a_waiting_job_then_retry_it(broker):
 
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert retried.status_code == 200 and retried.json()["status"] == "queued"
+    dispatch.flush()
     assert broker.location(str(job.pk), "default") == "ready"
 
 

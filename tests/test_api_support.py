@@ -18,7 +18,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs import services
+from jobs import dispatch, services
 from jobs.models import AttemptOutcome, DeadLetter, Job, JobStatus
 from workers.broker import Broker
 
@@ -57,6 +57,7 @@ def operator(username: str = "operator") -> APIClient:
 
 def claim(broker: Broker, job: Job) -> services.Claimed:
     """Pop and claim ``job`` as a worker does (dequeue script, then the PostgreSQL claim)."""
+    dispatch.flush()
     popped = broker.dequeue([job.queue], 1, 60_000, WORKER).jobs
     assert [p.id for p in popped] == [str(job.id)], "another ready job is in the way"
     (claimed,) = services.settle(broker, [], popped, WORKER)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 
@@ -9,9 +11,10 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from jobs import services
+from jobs import dispatch, services
 from jobs.errors import IdempotencyConflict, InvalidJob, PayloadTooLarge
 from jobs.models import Job, JobStatus
+from tests.helpers import REPO
 from workers.broker import ready_score
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,6 +27,7 @@ def test_enqueue_records_the_job_and_dispatches_it_to_the_ready_set(broker):
     assert stored.status == JobStatus.QUEUED
     assert (stored.queue, stored.priority, stored.max_attempts) == ("default", 5, 3)
     assert stored.seq == job.seq
+    dispatch.flush()
     assert broker.location(str(job.id), "default") == "ready"
     assert broker.client.zscore(broker.key("ready", "default"), str(job.id)) == ready_score(5, job.seq)
 
@@ -33,6 +37,7 @@ def test_a_future_run_at_makes_the_job_scheduled_and_delayed_in_redis(broker):
     job = services.enqueue("noop", run_at=run_at)
 
     assert Job.objects.get(pk=job.pk).status == JobStatus.SCHEDULED
+    dispatch.flush()
     assert broker.location(str(job.id), "default") == "delayed"
     assert broker.client.zscore(broker.key("delayed", "default"), str(job.id)) == int(
         run_at.timestamp() * 1000
@@ -46,6 +51,7 @@ def test_enqueue_inside_a_rolled_back_transaction_leaves_nothing_to_run(broker):
         raise RuntimeError("roll back")
 
     assert not Job.objects.exists()
+    dispatch.flush()
     assert broker.client.zcard(broker.key("ready", "default")) == 0
 
 
@@ -53,6 +59,7 @@ def test_enqueue_inside_a_committed_transaction_dispatches_on_commit(broker):
     with transaction.atomic():
         job = services.enqueue("noop")
         assert broker.location(str(job.id), "default") is None
+    dispatch.flush()
     assert broker.location(str(job.id), "default") == "ready"
 
 
@@ -129,6 +136,7 @@ def test_idempotency_key_holds_under_concurrent_enqueues(broker):
     assert not errors
     assert len(results) == 8 and len(set(results)) == 1
     assert Job.objects.count() == 1
+    dispatch.flush()
     assert broker.client.zcard(broker.key("ready", "default")) == 1
 
 
@@ -137,6 +145,7 @@ def test_enqueue_many_preserves_order_and_dispatches_once_committed(broker):
 
     assert [job.seq for job in jobs] == sorted(job.seq for job in jobs)
     assert Job.objects.count() == 2500
+    dispatch.flush()
     assert broker.client.zcard(broker.key("ready", "default")) == 2500
 
 
@@ -146,6 +155,34 @@ def test_enqueue_while_redis_is_down_keeps_the_job_in_postgresql(broker, setting
     settings.REDIS_URL = "unix:///nonexistent/redis.sock"
     reset_broker()
     job = services.enqueue("noop")
+    dispatch.flush()  # the push (and its warning) happens on the pusher thread
 
     assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
     assert "to be dispatched by the reconciler" in caplog.text
+
+
+def test_enqueue_returns_after_the_commit_and_the_pusher_places_a_burst_in_redis(broker):
+    """The push runs on the process's pusher thread; ``flush()`` waits until all of it reached Redis."""
+    jobs = [services.enqueue("noop") for _ in range(300)]
+    assert Job.objects.filter(pk__in=[j.pk for j in jobs], status=JobStatus.QUEUED).count() == 300
+
+    assert dispatch.flush() is True
+    scores = dict(broker.client.zrange(broker.key("ready", "default"), 0, -1, withscores=True))
+    assert scores == {str(j.id): ready_score(0, j.seq) for j in jobs}
+
+
+def test_a_script_that_exits_right_after_enqueue_still_dispatches_its_job(broker, worker_env):
+    """Nothing waits in the pusher at exit: an atexit hook flushes it."""
+    code = "from jobs.services import enqueue; print(enqueue('test.ok', kwargs={'value': 1}).id)"
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=REPO,
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    job_id = done.stdout.strip().splitlines()[-1]
+    assert Job.objects.get(pk=job_id).status == JobStatus.QUEUED
+    assert broker.location(job_id, "default") == "ready"

@@ -8,7 +8,7 @@ import signal
 import pytest
 from django.db import connection
 
-from jobs import services
+from jobs import dispatch, services
 from jobs.dispatch import reset_broker
 from jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tests.helpers import wait_until
@@ -60,6 +60,7 @@ def test_a_crashing_child_is_restarted_and_its_job_retried(start_worker):
 def test_redis_flushall_is_rebuilt_by_the_reconciler_and_every_job_finishes(start_worker, broker):
     """Invariant 6: a new epoch makes the reconciler rebuild every non-terminal job from PostgreSQL."""
     jobs = services.enqueue_many([{"type": "test.ok", "kwargs": {"value": i}} for i in range(50)])
+    dispatch.flush()  # the background push must have landed before the data is lost
     _lose_redis_data(broker)  # as a Redis restart without persistence would
 
     start_worker("--queues", "default")

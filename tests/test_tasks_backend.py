@@ -19,7 +19,7 @@ from django.tasks import TaskResultStatus, default_task_backend, task, task_back
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
 from django.utils import timezone
 
-from jobs import registry, services
+from jobs import dispatch, registry, services
 from jobs.backends import STATUS_MAP, JobQueueBackend, UnknownTaskOption
 from jobs.backoff import Backoff
 from jobs.errors import InvalidJob
@@ -53,6 +53,7 @@ def test_enqueue_records_a_job_named_by_module_path_with_the_task_options(broker
     assert (job.queue, job.priority, job.max_attempts, job.timeout) == ("high", 10, 5, 30.0)
     assert job.backoff == {"base": 0.1, "max": 0.5, "jitter": 0.0}
     assert (job.args, job.kwargs, job.status) == ([], {"user_id": 42}, JobStatus.QUEUED)
+    dispatch.flush()
     assert _in_ready_set(broker, "high", result.id)
 
     assert result.status == TaskResultStatus.READY and not result.is_finished
@@ -74,6 +75,7 @@ def test_using_overrides_priority_queue_and_defers_with_run_after(broker):
     job = Job.objects.get(pk=result.id)
     assert (job.queue, job.priority, job.run_at, job.status) == ("low", -20, run_after, JobStatus.SCHEDULED)
     assert (job.args, job.kwargs) == ([1], {"b": 2})
+    dispatch.flush()
     assert broker.client.zscore(broker.key("delayed", "low"), result.id) is not None
     assert result.status == TaskResultStatus.READY
     read = default_task_backend.get_result(result.id)
@@ -165,6 +167,7 @@ def test_task_enqueued_fires_on_commit_in_the_enqueuing_process(broker):
     assert event["signal"] == "enqueued" and event["id"] == result.id
     assert event["pid"] == os.getpid() and event["status"] == "READY"
     assert event["sender"] == "jobs.backends.JobQueueBackend"
+    dispatch.flush()
     assert _in_ready_set(broker, "default", result.id)
 
 
@@ -231,6 +234,7 @@ def test_operators_cancel_and_retry_tasks_like_any_job(broker):
     services.retry(result.id)
     result.refresh()
     assert result.status == TaskResultStatus.READY and result.finished_at is None
+    dispatch.flush()
     assert _in_ready_set(broker, "default", result.id)
 
 
