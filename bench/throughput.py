@@ -54,7 +54,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per phase (default 20000)")
     parser.add_argument("--processes", type=int, default=2, help="worker processes for the drain (default 2)")
     parser.add_argument("--threads", type=int, default=8, help="handler threads per process (default 8)")
-    parser.add_argument("--prefetch", type=int, default=64, help="worker --prefetch (default 64)")
+    parser.add_argument(
+        "--prefetch", type=int, default=16, help="worker --prefetch (default 16, as runworker)"
+    )
+    parser.add_argument(
+        "--prefetch-max",
+        type=int,
+        default=None,
+        help="worker --prefetch-max (default: runworker's, JOBQUEUE_PREFETCH_MAX)",
+    )
     parser.add_argument("--latency-samples", type=int, default=200, help="pickup samples (default 200)")
     parser.add_argument(
         "--latency-gap", type=float, default=0.020, help="seconds between pickup samples (default 0.02)"
@@ -252,13 +260,14 @@ def fill_queue(n: int) -> None:
     """``n`` queued noop jobs in PostgreSQL and in Redis (enqueue_many, 1,000 a call), then ANALYZE."""
     from django.db import connection
 
-    from jobs import services
+    from jobs import dispatch, services
 
     specs = [services.JobSpec(type="noop")] * BULK_BATCH
     left = n
     while left > 0:
         services.enqueue_many(specs[: min(left, BULK_BATCH)])
         left -= BULK_BATCH
+    dispatch.flush(60)
     depth = ready_depth()
     if depth != n:
         raise SystemExit(f"expected {n} ids in the ready set, found {depth}: the Redis push failed")
@@ -380,6 +389,7 @@ def cmd_worker(opts: argparse.Namespace, processes: int) -> list[str]:
         str(opts.threads),
         "--prefetch",
         str(opts.prefetch),
+        *(["--prefetch-max", str(opts.prefetch_max)] if opts.prefetch_max is not None else []),
     ]
 
 
@@ -416,7 +426,7 @@ def phase_enqueue(opts: argparse.Namespace, prefix: str) -> dict:
     """One client, one ``enqueue("noop")`` per job, autocommit (as a web request outside atomic())."""
     from django.db import connection
 
-    from jobs import services
+    from jobs import dispatch, services
 
     reset_data(prefix)
     if not connection.get_autocommit() or connection.in_atomic_block:
@@ -429,6 +439,7 @@ def phase_enqueue(opts: argparse.Namespace, prefix: str) -> dict:
     t0 = time.perf_counter()
     for _ in range(n):
         services.enqueue("noop")
+    dispatch.flush(60)  # the clock stops when the last job is in Redis, not when the last call returned
     seconds = time.perf_counter() - t0
     other = _other_load(CpuSnapshot.take(None, local).since(before, seconds), seconds)
     stored = sql_one("SELECT count(*) FROM jobs_job")[0]
@@ -444,7 +455,7 @@ def phase_bulk(opts: argparse.Namespace, prefix: str) -> dict:
     """``enqueue_many`` in batches of 1,000 (one INSERT + one Redis script call per batch)."""
     from django.db import connection
 
-    from jobs import services
+    from jobs import dispatch, services
 
     reset_data(prefix)
     specs = [services.JobSpec(type="noop")] * BULK_BATCH
@@ -457,6 +468,7 @@ def phase_bulk(opts: argparse.Namespace, prefix: str) -> dict:
     while left > 0:
         services.enqueue_many(specs[: min(left, BULK_BATCH)])
         left -= BULK_BATCH
+    dispatch.flush(60)  # the clock stops when the last job is in Redis
     seconds = time.perf_counter() - t0
     other = _other_load(CpuSnapshot.take(None, local).since(before, seconds), seconds)
     depth = ready_depth()
@@ -902,6 +914,10 @@ def describe(opts: argparse.Namespace, env: dict[str, str], pyspy: str | None) -
             "processes": opts.processes,
             "threads": opts.threads,
             "prefetch": opts.prefetch,
+            "prefetch_max": worker_module.WorkerConfig.from_settings(
+                [QUEUE], opts.threads, opts.prefetch, False, opts.prefetch_max
+            ).prefetch_max,
+            "prefetch_horizon_s": worker_module.PREFETCH_HORIZON,
             "lease_seconds": settings.JOBQUEUE_LEASE_SECONDS,
             "flush_size": worker_module.FLUSH_SIZE,
             "flush_age_s": worker_module.FLUSH_AGE,
@@ -937,7 +953,9 @@ def describe(opts: argparse.Namespace, env: dict[str, str], pyspy: str | None) -
     w = config["worker"]
     print(
         f"  worker        runworker --queues {QUEUE} --processes {w['processes']} --threads {w['threads']} "
-        f"--prefetch {w['prefetch']} (FLUSH_SIZE={w['flush_size']}, FLUSH_AGE={w['flush_age_s']}s, "
+        f"--prefetch {w['prefetch']} --prefetch-max {w['prefetch_max']} "
+        f"(window horizon {w['prefetch_horizon_s']}s, "
+        f"FLUSH_SIZE={w['flush_size']}, FLUSH_AGE={w['flush_age_s']}s, "
         f"lease {w['lease_seconds']:g}s)"
     )
     print(

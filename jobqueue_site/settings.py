@@ -7,6 +7,7 @@ real ``DJANGO_SECRET_KEY``; ``manage.py check --deploy`` is clean then.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -32,10 +33,15 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# daphne's app only swaps `manage.py runserver` for an ASGI one, and importing it installs Twisted's
+# reactor: ~0.45 s of start-up for every worker, scheduler and command. `make run` and compose start the
+# daphne server itself, so the app is loaded for `runserver` alone.
+ASGI_RUNSERVER = ["daphne"] if sys.argv[1:2] == ["runserver"] else []
+
 # Order matters: daphne's runserver, then our apps, so that `manage.py runworker`
 # is jobqueue's worker and not channels' consumer runner (the first app wins).
 INSTALLED_APPS = [
-    "daphne",
+    *ASGI_RUNSERVER,
     "workers",
     "jobs",
     "scheduling",
@@ -187,6 +193,9 @@ JOBQUEUE_MAX_RESULT_BYTES = env_int("JOBQUEUE_MAX_RESULT_BYTES", 256 * 1024)
 JOBQUEUE_BACKOFF_BASE = env_float("JOBQUEUE_BACKOFF_BASE", 2.0)
 JOBQUEUE_BACKOFF_MAX = env_float("JOBQUEUE_BACKOFF_MAX", 3600.0)
 JOBQUEUE_BACKOFF_JITTER = env_float("JOBQUEUE_BACKOFF_JITTER", 0.25)
+# Most jobs a worker process claims ahead of its threads when jobs are short (the window follows the
+# rate jobs finish at, from runworker --prefetch up to this; see workers/worker.py PrefetchWindow).
+JOBQUEUE_PREFETCH_MAX = env_int("JOBQUEUE_PREFETCH_MAX", 256)
 # A running job's lease; the worker extends it every third of this.
 JOBQUEUE_LEASE_SECONDS = env_float("JOBQUEUE_LEASE_SECONDS", 30.0)
 # How long SIGTERM waits for in-flight jobs before giving them back.

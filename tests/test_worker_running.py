@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs import registry, services
+from jobs import dispatch, registry, services
 from jobs.models import AttemptOutcome, DeadLetter, Job, JobAttempt, JobStatus
 from tests.helpers import wait_until
 
@@ -26,16 +26,21 @@ def _all_finished(jobs: list[Job]) -> bool:
     )
 
 
-def test_highest_priority_runs_first_then_fifo_by_sequence(start_worker):
+@pytest.mark.parametrize("prefetch", ["0", "16"])
+def test_highest_priority_runs_first_then_fifo_by_sequence(start_worker, prefetch):
+    """With a prefetch one claim takes the whole batch: its jobs still start in the order Redis popped."""
     low = [services.enqueue("test.ok", kwargs={"value": f"low{i}"}, priority=-5) for i in range(3)]
     high = [services.enqueue("test.ok", kwargs={"value": f"high{i}"}, priority=50) for i in range(3)]
     mid = [services.enqueue("test.ok", kwargs={"value": f"mid{i}"}) for i in range(3)]
     jobs = low + high + mid
+    dispatch.flush()  # every job is in Redis before the worker pops its first batch
 
-    start_worker("--queues", "default", "--threads", "1", "--prefetch", "0")
+    start_worker("--queues", "default", "--threads", "1", "--prefetch", prefetch)
     wait_until(lambda: _all_finished(jobs), what="all jobs to finish")
 
-    order = list(Job.objects.order_by("started_at").values_list("result", flat=True))
+    # One thread runs them one after another; a batch claim gives its jobs one started_at, so the
+    # order they ran in is the order they finished in.
+    order = list(Job.objects.order_by("finished_at").values_list("result", flat=True))
     assert order == ["high0", "high1", "high2", "mid0", "mid1", "mid2", "low0", "low1", "low2"]
 
 

@@ -45,6 +45,7 @@ logger = logging.getLogger("workers.worker")
 FLUSH_SIZE = 128  # outcomes per settle at most
 FLUSH_AGE = 0.010  # seconds an outcome may wait for company
 IDLE_WAIT = 1.0  # upper bound on any block, so shutdown is seen promptly
+PREFETCH_HORIZON = 0.1  # seconds of work claimed ahead of the threads when jobs are short
 EXIT_REPLACE = 3  # exit code asking the supervisor for a fresh process (a handler could not be stopped)
 
 _WAKE = object()
@@ -56,6 +57,7 @@ class WorkerConfig:
     queues: tuple[str, ...]
     threads: int = 8
     prefetch: int = 16
+    prefetch_max: int = 256
     burst: bool = False
     lease_seconds: float = 30.0
     shutdown_grace: float = 30.0
@@ -64,11 +66,17 @@ class WorkerConfig:
     default_timeout: float = 300.0
 
     @classmethod
-    def from_settings(cls, queues: Sequence[str], threads: int, prefetch: int, burst: bool) -> WorkerConfig:
+    def from_settings(
+        cls, queues: Sequence[str], threads: int, prefetch: int, burst: bool, prefetch_max: int | None = None
+    ) -> WorkerConfig:
         return cls(
             queues=tuple(queues),
             threads=threads,
             prefetch=prefetch,
+            # --prefetch 0 means "never claim ahead of a free thread": no window either.
+            prefetch_max=0
+            if prefetch == 0
+            else max(prefetch, settings.JOBQUEUE_PREFETCH_MAX if prefetch_max is None else prefetch_max),
             burst=burst,
             lease_seconds=settings.JOBQUEUE_LEASE_SECONDS,
             shutdown_grace=settings.JOBQUEUE_SHUTDOWN_GRACE,
@@ -76,6 +84,38 @@ class WorkerConfig:
             heartbeat_seconds=settings.JOBQUEUE_HEARTBEAT_SECONDS,
             default_timeout=settings.JOBQUEUE_DEFAULT_TIMEOUT,
         )
+
+
+class PrefetchWindow:
+    """How many jobs to claim beyond the free threads: ``prefetch`` for slow jobs, up to ``maximum`` for fast.
+
+    Every round has a fixed cost (a script call, one statement, an ack), so a round that carries a
+    handful of short jobs wastes most of it: with 24 jobs a round a noop drain ran at ~2,600 jobs/s, with
+    ~140 at ~6,000. The window follows the rate at which jobs finish and claims about
+    ``PREFETCH_HORIZON`` seconds of work ahead, so a claimed job never waits long for a thread, and a
+    slow job never waits behind more than the configured ``prefetch``.
+    """
+
+    def __init__(self, minimum: int, maximum: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.minimum, self.maximum = minimum, max(minimum, maximum)
+        self.size = minimum
+        self._clock = clock
+        self._rate = 0.0
+        self._count = 0
+        self._since = clock()
+
+    def finished(self, count: int) -> None:
+        """Record ``count`` settled outcomes; re-size about every 50 ms."""
+        self._count += count
+        now = self._clock()
+        elapsed = now - self._since
+        if elapsed < 0.05:
+            return
+        rate = self._count / elapsed
+        # Grow at once, shrink gradually; after an idle spell start again from what was just seen.
+        self._rate = rate if rate >= self._rate or elapsed > 1.0 else 0.7 * self._rate + 0.3 * rate
+        self._count, self._since = 0, now
+        self.size = max(self.minimum, min(self.maximum, int(self._rate * PREFETCH_HORIZON)))
 
 
 def worker_name() -> str:
@@ -94,7 +134,7 @@ class Worker:
             redis_client(socket_timeout=IDLE_WAIT + 5), prefix=settings.JOBQUEUE_REDIS_PREFIX
         )
         self.lease_ms = int(config.lease_seconds * 1000)
-        self.capacity = config.threads + config.prefetch
+        self.window = PrefetchWindow(config.prefetch, config.prefetch_max)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.work: queue.SimpleQueue = queue.SimpleQueue()
         self.inflight: dict[str, Running] = {}  # claimed and not yet settled (waiting or running)
@@ -114,11 +154,12 @@ class Worker:
         self._install_signals()
         self._start_threads()
         logger.info(
-            "worker %s started: queues=%s threads=%d prefetch=%d",
+            "worker %s started: queues=%s threads=%d prefetch=%d..%d",
             self.name,
             ",".join(self.config.queues),
             self.config.threads,
             self.config.prefetch,
+            self.config.prefetch_max,
         )
         try:
             self._loop()
@@ -194,6 +235,11 @@ class Worker:
                     first_outcome_at = time.monotonic()
                 empty = False  # a thread is free again: look for more work at the next round
 
+    @property
+    def capacity(self) -> int:
+        """Jobs this process may hold claimed at once: its threads plus the prefetch window."""
+        return self.config.threads + self.window.size
+
     def _due_in(self) -> float | None:
         """Seconds until the earliest delayed job the last dequeue saw is due (0 when overdue)."""
         due = self.maintenance.next_due_ms
@@ -234,6 +280,7 @@ class Worker:
         claimed = services.settle(self.broker, outcomes, self.unclaimed, self.name)
         self.outcomes = []
         self.unclaimed = []
+        self.window.finished(len(outcomes))
         for outcome in outcomes:
             self.inflight.pop(outcome.job.id, None)
         for job in claimed:

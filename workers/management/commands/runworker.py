@@ -56,6 +56,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--prefetch", default="16", help="jobs claimed beyond the free threads (default 16)"
         )
+        parser.add_argument(
+            "--prefetch-max",
+            default=None,
+            help="most jobs claimed ahead when jobs are short; the window follows the finish rate "
+            "(default JOBQUEUE_PREFETCH_MAX, 256; --prefetch 0 or a value <= --prefetch turns it off)",
+        )
         parser.add_argument("--burst", action="store_true", help="exit once nothing is ready or running")
         parser.add_argument(
             "--shutdown-grace",
@@ -68,7 +74,10 @@ class Command(BaseCommand):
         processes = _positive_int("processes", 1)(options["processes"])
         threads = _positive_int("threads", 1)(options["threads"])
         prefetch = _positive_int("prefetch", 0)(options["prefetch"])
-        config = WorkerConfig.from_settings(queues, threads, prefetch, bool(options["burst"]))
+        prefetch_max = None
+        if options["prefetch_max"] is not None:
+            prefetch_max = _positive_int("prefetch-max", 0)(options["prefetch_max"])
+        config = WorkerConfig.from_settings(queues, threads, prefetch, bool(options["burst"]), prefetch_max)
         if options["shutdown_grace"] is not None:
             try:
                 grace = float(options["shutdown_grace"])
