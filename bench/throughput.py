@@ -448,7 +448,46 @@ def phase_enqueue(opts: argparse.Namespace, prefix: str) -> dict:
         raise SystemExit(f"enqueue: expected {n + 20} jobs, PostgreSQL has {stored}, Redis {depth}")
     rate = n / seconds
     note(f"[enqueue]  {n} x enqueue('noop'): {seconds:.2f} s -> {rate:,.0f} jobs/s{_other_text(other)}")
-    return {"enqueue_per_s": rate, "enqueue_s": seconds, "enqueue_other_load_cores": other}
+    ceiling, share = insert_ceiling()
+    note(
+        f"           the same row as a bare prepared INSERT from this client: {ceiling:,.0f}/s; "
+        f"enqueue() reaches {share:.0%} of it (median of 5 interleaved blocks of 1,000)"
+    )
+    return {
+        "enqueue_per_s": rate,
+        "enqueue_s": seconds,
+        "enqueue_other_load_cores": other,
+        "insert_ceiling_per_s": ceiling,
+        "enqueue_share_of_ceiling": share,
+    }
+
+
+def insert_ceiling(blocks: int = 5, size: int = 1000) -> tuple[float, float]:
+    """What one autocommit INSERT per job allows on this machine, measured beside ``enqueue()``.
+
+    Alternates blocks of ``enqueue("noop")`` and of the bare single-row INSERT that ``enqueue`` sends
+    (same statement and parameters, psycopg, prepared): returns the median bare rate and the median
+    ratio enqueue/bare, so a slower or faster moment of the machine affects both sides alike.
+    """
+    import uuid
+
+    from jobs import dispatch, fast_sql, services
+
+    params = ["noop", "default", 0, "[]", "{}", "queued", 3, None, None, None, None, None]
+    bare_rates, ratios = [], []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(size):
+            services.enqueue("noop")
+        dispatch.flush(60)
+        enqueue_rate = size / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(size):
+            fast_sql.fetch(services._INSERT_ONE_SQL, [uuid.uuid4(), *params])
+        bare = size / (time.perf_counter() - t0)
+        bare_rates.append(bare)
+        ratios.append(enqueue_rate / bare)
+    return statistics.median(bare_rates), statistics.median(ratios)
 
 
 def phase_bulk(opts: argparse.Namespace, prefix: str) -> dict:
@@ -982,6 +1021,8 @@ def summary_line(runs: list[dict]) -> str:
     parts = [f"runs={len(runs)}"]
     for key, label, fmt in (
         ("enqueue_per_s", "enqueue/s", ",.0f"),
+        ("insert_ceiling_per_s", "bare_insert/s", ",.0f"),
+        ("enqueue_share_of_ceiling", "enqueue_share", ".2f"),
         ("bulk_per_s", "bulk/s", ",.0f"),
         ("drain_per_s", "drain/s", ",.0f"),
         ("drain_steady_per_s", "drain_excl_startup/s", ",.0f"),

@@ -17,14 +17,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 
 @contextmanager
 def cursor() -> Iterator[psycopg.Cursor]:
     """A server-side-binding cursor on Django's connection; database errors become Django's."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+    conn = connections[DEFAULT_DB_ALIAS]  # resolve the thread's connection once, not per attribute
+    conn.ensure_connection()
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cur:
         yield cur
 
 

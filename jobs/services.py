@@ -226,9 +226,9 @@ _INSERT_SQL = """
 INSERT INTO jobs_job (id, type, queue, priority, args, kwargs, status, attempts, max_attempts, run_at,
                       timeout, backoff, owner_id, idempotency_key, error, worker, created_at, updated_at)
 SELECT v.id, v.type, v.queue, v.priority, v.args::jsonb, v.kwargs::jsonb, v.status, 0,
-       v.max_attempts, v.run_at, v.timeout, v.backoff::jsonb, %s, %s, '', '', now(), now()
-FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[], %s::int[],
-            %s::timestamptz[], %s::float8[], %s::text[])
+       v.max_attempts, v.run_at, v.timeout, v.backoff::jsonb, %b, %b, '', '', now(), now()
+FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::int[], %b::text[], %b::text[], %b::text[], %b::int[],
+            %b::timestamptz[], %b::float8[], %b::text[])
      WITH ORDINALITY AS v(id, type, queue, priority, args, kwargs, status, max_attempts, run_at, timeout,
                           backoff, ord)
 ORDER BY v.ord
@@ -334,6 +334,14 @@ def _dispatch(placements: list[Placement]) -> None:
     push(placements)
 
 
+def _after_commit(func: Any, *args: Any) -> None:
+    """``transaction.on_commit``, minus its bookkeeping when there is no transaction to wait for."""
+    if connection.get_autocommit():
+        func(*args)  # the INSERT has committed already
+    else:
+        transaction.on_commit(partial(func, *args))
+
+
 def fingerprint(*parts: Any) -> str:
     """A stable hash of a request, to tell a replay from a different request under the same key."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -357,7 +365,7 @@ def submit(
     row = _validate(spec, now)
     if idempotency_key is None:
         (job,) = _insert([row], owner_id, None)
-        transaction.on_commit(partial(_announce, [job]))
+        _after_commit(_announce, [job])
         return Submitted(job, True)
 
     if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255:
