@@ -374,11 +374,11 @@ def test_submitting_while_redis_is_down_still_returns_201_and_the_reconciler_dis
 
     assert response.status_code == 201, response.content
     assert Job.objects.get(pk=response.json()["id"]).status == JobStatus.QUEUED
+    dispatch.flush()  # the failed push is logged by the pusher thread
     assert "to be dispatched by the reconciler" in caplog.text
     settings.REDIS_URL = redis_url
     reset_broker()
     broker = get_broker()
-    dispatch.flush()
     assert broker.location(response.json()["id"], "default") is None
     services.reconcile(broker, settle_seconds=0)  # at once, not after the usual settling delay
     dispatch.flush()
