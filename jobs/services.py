@@ -442,10 +442,13 @@ def enqueue_many(specs: Iterable[JobSpec | dict[str, Any]], *, owner_id: int | N
     now = timezone.now()
     rows = [_validate(spec if isinstance(spec, JobSpec) else JobSpec(**spec), now) for spec in specs]
     jobs: list[Job] = []
-    with transaction.atomic():
-        for start in range(0, len(rows), 5000):
-            jobs.extend(_insert(rows[start : start + 5000], owner_id, None))
-    transaction.on_commit(partial(_announce, jobs))
+    if len(rows) <= 5000:  # one statement is atomic by itself: no BEGIN/COMMIT round trips
+        jobs = _insert(rows, owner_id, None)
+    else:
+        with transaction.atomic():
+            for start in range(0, len(rows), 5000):
+                jobs.extend(_insert(rows[start : start + 5000], owner_id, None))
+    _after_commit(_announce, jobs)
     return jobs
 
 
