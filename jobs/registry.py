@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from jobs.services import Claimed, Outcome
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
+BIND_CACHE_SIZE = 64  # argument shapes remembered per job type
 
 
 @dataclass(frozen=True)
@@ -51,16 +52,30 @@ class JobType:
     on_finished: Callable[[Claimed, JobContext, Outcome], None] | None = field(
         default=None, compare=False, repr=False
     )
+    _bind_cache: dict[tuple[int, frozenset[str]], str | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def check_arguments(self, args: list, kwargs: dict) -> str | None:
-        """Why the handler cannot take these arguments, or None when it can."""
+        """Why the handler cannot take these arguments, or None when it can.
+
+        Whether a call binds depends only on how many positional arguments there are and which
+        keyword names, never on the values: the answer is remembered per shape (bulk enqueues
+        repeat one shape thousands of times; a bounded cache, so odd shapes cannot grow it).
+        """
         if self.signature is None:
             return None
+        shape = (len(args), frozenset(kwargs))
+        if shape in self._bind_cache:
+            return self._bind_cache[shape]
         try:
             self.signature.bind(*args, **kwargs)
+            problem = None
         except TypeError as exc:
-            return str(exc)
-        return None
+            problem = str(exc)
+        if len(self._bind_cache) < BIND_CACHE_SIZE:
+            self._bind_cache[shape] = problem
+        return problem
 
     def effective_backoff(self) -> Backoff:
         return self.backoff or Backoff(

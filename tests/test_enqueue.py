@@ -186,3 +186,14 @@ def test_a_script_that_exits_right_after_enqueue_still_dispatches_its_job(broker
     job_id = done.stdout.strip().splitlines()[-1]
     assert Job.objects.get(pk=job_id).status == JobStatus.QUEUED
     assert broker.location(job_id, "default") == "ready"
+
+
+def test_argument_checks_are_remembered_per_shape_and_never_let_a_bad_call_through():
+    """The handler's signature is checked once per (positional count, keyword names): values never matter."""
+    for _ in range(3):
+        assert services.enqueue("test.ok", kwargs={"value": 1}).status == JobStatus.QUEUED
+        with pytest.raises(InvalidJob, match="does not accept these arguments"):
+            services.enqueue("test.ok", kwargs={"other": 1})
+        with pytest.raises(InvalidJob, match="does not accept these arguments"):
+            services.enqueue("test.ok", args=[1, 2])
+        assert services.enqueue("test.ok", args=["positional"]).status == JobStatus.QUEUED
