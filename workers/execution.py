@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.db import connections
 
@@ -37,7 +36,7 @@ class Running:
     started: float | None = None  # monotonic, set when a thread picks it up
     timed_out: bool = False
     signalled_at: float | None = None  # when cancel/timeout was signalled (monotonic)
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False  # the handler returned (or raised); a flag, never waited on
 
     def signal(self, reason: str, *, timed_out: bool = False) -> None:
         if self.signalled_at is None:
@@ -101,7 +100,7 @@ def execute(running: Running, worker: str) -> Outcome:
         _log(logging.WARNING, job, worker, outcome, duration)
     elif logger.isEnabledFor(logging.DEBUG):  # no per-job line at INFO on the hot path
         _log(logging.DEBUG, job, worker, outcome, duration)
-    running.done.set()
+    running.done = True
     return outcome
 
 

@@ -312,7 +312,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - a bug here must not kill the thread
                 logger.exception("executor failed on job %s", running.job.id)
                 outcome = services.after_failure(running.job, AttemptOutcome.FAILED, f"worker error: {exc!r}")
-                running.done.set()
+                running.done = True
             self.events.put(outcome)
 
     def _waker(self) -> None:
@@ -360,7 +360,7 @@ class Worker:
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for running in list(self.inflight.values()):
-            if running.started is None or running.done.is_set():
+            if running.started is None or running.done:
                 continue
             if running.signalled_at is None and now - running.started > running.timeout:
                 running.signal(f"timed out after {running.timeout:g}s", timed_out=True)
@@ -393,7 +393,7 @@ class Worker:
         try:
             self._settle_now()
             self._give_back(waiting)
-            while any(not r.done.is_set() for r in self.inflight.values()) and time.monotonic() < deadline:
+            while any(not r.done for r in self.inflight.values()) and time.monotonic() < deadline:
                 self._wait_events(0.05)
                 if len(self.outcomes) >= FLUSH_SIZE:
                     self._settle_now()
@@ -418,7 +418,7 @@ class Worker:
         logger.error("replacing this worker process: %s", self.replace_reason)
         self._drain_work_queue()
         self._wait_events(0)
-        stuck = [r for r in self.inflight.values() if r.signalled_at is not None and not r.done.is_set()]
+        stuck = [r for r in self.inflight.values() if r.signalled_at is not None and not r.done]
         for running in stuck:
             reason = f"{running.ctx.reason}; the handler did not stop, so its worker process was replaced"
             kind = AttemptOutcome.TIMED_OUT if running.timed_out else AttemptOutcome.CANCELLED
