@@ -8,7 +8,7 @@ visible to workers sooner. Waiting for that second round trip halved one-by-one 
 ``push()`` hands placements to one daemon thread per process, which sends whatever has accumulated in
 one ``enqueue`` script call per queue. A push that never happens (Redis down, process killed) is what the
 reconciler repairs, exactly as before; ``flush()`` waits for the pushes queued so far (tests, scripts
-that exit at once, and ``atexit``).
+that exit at once), and at exit the pusher sends what is left and ends its thread.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class Pusher:
         self._cond = threading.Condition()
         self._pending: list[tuple[Broker, Sequence[Placement]]] = []
         self._busy = False
+        self._closing = False
         self._thread: threading.Thread | None = None
 
     def push(self, broker: Broker, placements: Sequence[Placement]) -> None:
@@ -88,11 +89,23 @@ class Pusher:
         with self._cond:
             return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is pending, then end the thread (at exit: no daemon thread may outlive Python)."""
+        self.flush(timeout)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
     def _run(self) -> None:
         last_send = 0.0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending)
+                self._cond.wait_for(lambda: self._pending or self._closing)
+                if not self._pending:
+                    return
             if time.monotonic() - last_send < LINGER_AFTER_SECONDS:
                 time.sleep(LINGER_SECONDS)  # jobs are streaming in: one script call for the next few
             with self._cond:
@@ -144,4 +157,4 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-atexit.register(flush, 5.0)
+atexit.register(lambda: _pusher.close(5.0))

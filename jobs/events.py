@@ -12,6 +12,7 @@ says so (``truncated``), and the page resyncs from the API.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -94,6 +95,7 @@ class Emitter:
         self._dropped: Counter[str] = Counter()  # status counts of events beyond MAX_BUFFERED
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        self._stopping = threading.Event()
         self.enabled = True
 
     def emit(self, events: Iterable[dict[str, Any]]) -> None:
@@ -163,7 +165,17 @@ class Emitter:
                     await layer.group_send(GROUP, message)
                 except Exception as exc:  # noqa: BLE001 - Redis down: drop this batch, pages resync later
                     logger.debug("could not send status events: %s", exc)
+            if self._stopping.is_set():
+                return  # at exit, after sending what was buffered
             await asyncio.sleep(max(interval - (time.monotonic() - started), 0.01))
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Send what is buffered and end the thread (at exit: no daemon thread may outlive Python)."""
+        self._stopping.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
 
 _emitter = Emitter()
@@ -180,3 +192,4 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+atexit.register(lambda: _emitter.stop())

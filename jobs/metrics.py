@@ -8,6 +8,7 @@ and JOBQUEUE_QUEUES, so their number stays bounded. Readers (the stats API and
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -159,10 +160,24 @@ def _add(broker: Broker, hashes: dict[str, Counter[str]], minute: Counter[str]) 
             pending.thread.start()
 
 
+_stopping = threading.Event()
+
+
 def _flusher(pending: _Pending) -> None:
-    while True:
-        time.sleep(FLUSH_INTERVAL)
+    while not _stopping.wait(FLUSH_INTERVAL):
         flush(pending)
+    flush(pending)  # the last counts, at exit
+
+
+def _stop_at_exit() -> None:
+    """Write what is left and end the flusher: no daemon thread may wake while Python finalises."""
+    _stopping.set()
+    thread = _pending.thread
+    if thread is not None:
+        thread.join(2.0)
+
+
+atexit.register(_stop_at_exit)
 
 
 def flush(pending: _Pending | None = None) -> None:
