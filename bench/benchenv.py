@@ -61,3 +61,11 @@ def isolate(database: str, prefix: str = "jqbench", debug: bool = False, **extra
     }
     os.environ.update(env)
     return env
+
+
+def delete_redis_prefix(client: object, prefix: str) -> int:
+    """Unlink every key under ``prefix`` (a bench's own keys), 500 at a time; returns how many."""
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))  # type: ignore[attr-defined]
+    for start in range(0, len(keys), 500):
+        client.unlink(*keys[start : start + 500])  # type: ignore[attr-defined]
+    return len(keys)

@@ -17,6 +17,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchenv import delete_redis_prefix  # noqa: E402  (bench/ is on sys.path)
+
 from workers.broker import Broker, Placement, Popped, ready_score
 
 
@@ -79,9 +81,7 @@ def main() -> None:
             rounds += 1
         report("loop round: dequeue + ack", done, 2 * rounds + 1, time.perf_counter() - t0)
     finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.unlink(*keys)
+        delete_redis_prefix(client, prefix)
         client.close()
 
 

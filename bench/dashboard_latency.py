@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchenv import isolate  # noqa: E402  (bench/ is on sys.path)
+from benchenv import delete_redis_prefix, isolate  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -454,10 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         from jobs.dispatch import redis_client
 
-        client = redis_client()
-        keys = list(client.scan_iter(match=f"{env['JOBQUEUE_REDIS_PREFIX']}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.unlink(*keys[start : start + 500])
+        delete_redis_prefix(redis_client(), env["JOBQUEUE_REDIS_PREFIX"])
     idle, drain = result["idle"], result["drain"]
     print(
         f"dashboard latency (status change -> websocket client): idle p50 {idle['latency_p50_ms']:.0f} ms, "

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchenv import isolate  # noqa: E402  (bench/ is on sys.path)
+from benchenv import delete_redis_prefix, isolate  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -80,10 +80,7 @@ def reset_data(prefix: str) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE scheduling_schedule, jobs_idempotencykey, jobs_job CASCADE")
-    client = redis_client()
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.unlink(*keys[start : start + 500])
+    delete_redis_prefix(redis_client(), prefix)
 
 
 def percentile(values: list[float], p: float) -> float:

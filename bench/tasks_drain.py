@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
-from benchenv import isolate  # noqa: E402  (bench/ is on sys.path)
+from benchenv import delete_redis_prefix, isolate  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -65,10 +65,7 @@ def reset(prefix: str) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE jobs_job, jobs_idempotencykey CASCADE")
-    client = get_broker().client
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.unlink(*keys[start : start + 500])
+    delete_redis_prefix(get_broker().client, prefix)
     reset_broker()
     # Workers take a missing epoch for a Redis that lost its data and rebuild the index from PostgreSQL
     # while draining; a live site's Redis has one, so create it before measuring.

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchenv import isolate  # noqa: E402  (bench/ is on sys.path)
+from benchenv import delete_redis_prefix, isolate  # noqa: E402  (bench/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -221,11 +221,7 @@ def redis_client():
 
 
 def delete_prefix(prefix: str) -> int:
-    client = redis_client()
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.unlink(*keys[start : start + 500])
-    return len(keys)
+    return delete_redis_prefix(redis_client(), prefix)
 
 
 def reset_data(prefix: str) -> None:
