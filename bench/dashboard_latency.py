@@ -121,17 +121,9 @@ def process(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -
 def daphne(workdir: Path, label: str, env: dict[str, str] | None = None) -> Iterator[tuple[int, int]]:
     """(port, pid) of a listening ``daphne jobqueue_site.asgi:application``."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "jobqueue_site.asgi:application",
-    ]
-    with process(cmd, workdir / f"{label}.log", env) as popen:
+    from jobqueue_site.devrun import daphne_command
+
+    with process(daphne_command("127.0.0.1", port), workdir / f"{label}.log", env) as popen:
         deadline = time.monotonic() + 60
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):

@@ -638,24 +638,12 @@ def phase_drain_in_process(opts: argparse.Namespace, prefix: str) -> dict:
     import cProfile
     import pstats
 
-    from django.conf import settings
-
     from workers.worker import Worker, WorkerConfig
 
     n = opts.jobs
     reset_data(prefix)
     fill_queue(n)
-    config = WorkerConfig(
-        queues=(QUEUE,),
-        threads=opts.threads,
-        prefetch=opts.prefetch,
-        burst=True,
-        lease_seconds=settings.JOBQUEUE_LEASE_SECONDS,
-        shutdown_grace=settings.JOBQUEUE_SHUTDOWN_GRACE,
-        kill_grace=settings.JOBQUEUE_KILL_GRACE,
-        heartbeat_seconds=settings.JOBQUEUE_HEARTBEAT_SECONDS,
-        default_timeout=settings.JOBQUEUE_DEFAULT_TIMEOUT,
-    )
+    config = WorkerConfig.from_settings([QUEUE], opts.threads, opts.prefetch, True, opts.prefetch_max)
     profiler = cProfile.Profile()
     t0 = time.monotonic()
     profiler.enable()

@@ -46,6 +46,11 @@ def _emit(name: str, line: bytes) -> None:
         sys.stdout.buffer.flush()
 
 
+def daphne_command(host: str, port: int) -> list[str]:
+    """The web process: daphne serving HTTP and websockets (``make run``, browser tests, benches)."""
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "jobqueue_site.asgi:application"]
+
+
 def say(message: str) -> None:
     for line in message.splitlines() or [""]:
         _emit("devrun", line.encode())
@@ -201,8 +206,7 @@ def main() -> int:
         say("interrupted during setup")
         return 130
 
-    daphne = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "jobqueue_site.asgi:application"]
-    children = [Child("web", daphne)]
+    children = [Child("web", daphne_command(host, port))]
     children.append(Child("worker", [sys.executable, "manage.py", "runworker", "--queues", QUEUES]))
     if "runscheduler" in commands:
         children.append(Child("sched", [sys.executable, "manage.py", "runscheduler"]))

@@ -153,7 +153,7 @@ def _validate_options(task: JobQueueTask) -> None:
         bad("api must be True or False.")
     key = task.unique_key
     if isinstance(key, str):
-        params = set(_call_signature(task).parameters)
+        params = set(tasks_bridge.call_signature(task).parameters)
         try:
             names = [field for _, field, _, _ in string.Formatter().parse(key) if field is not None]
         except ValueError as exc:
@@ -163,14 +163,6 @@ def _validate_options(task: JobQueueTask) -> None:
             bad(f"unique_key {key!r} may only name the task's parameters ({', '.join(sorted(params))}).")
     elif key is not None and not isinstance(key, bool) and not callable(key):
         bad("unique_key must be True, a format string such as 'welcome:{user_id}', or a callable.")
-
-
-def _call_signature(task: Task) -> inspect.Signature:
-    """The parameters a caller passes: without the ``context`` the worker supplies."""
-    sig = inspect.signature(task.func)
-    if task.takes_context:
-        sig = sig.replace(parameters=list(sig.parameters.values())[1:])
-    return sig
 
 
 class JobQueueBackend(BaseTaskBackend):
@@ -351,7 +343,7 @@ def _unique_key(task: Task, job_type: registry.JobType, args: list, kwargs: dict
         value = services.fingerprint(args, kwargs)
     elif isinstance(option, str):
         try:
-            bound = _call_signature(task).bind(*args, **kwargs)
+            bound = tasks_bridge.call_signature(task).bind(*args, **kwargs)
         except TypeError:
             return None  # services rejects the arguments with a clear error
         bound.apply_defaults()

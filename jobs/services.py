@@ -10,6 +10,7 @@ statements, never one round trip per job.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -235,14 +236,11 @@ ORDER BY v.ord
 RETURNING seq, created_at
 """
 
-_JOB_FIELDS: list[str] = []
 
-
-def _job_fields() -> list[str]:
+@functools.cache
+def _job_fields() -> tuple[str, ...]:
     """Job's column attnames in model order, for ``Job.from_db`` (its fast positional path)."""
-    if not _JOB_FIELDS:
-        _JOB_FIELDS.extend(f.attname for f in Job._meta.concrete_fields)
-    return _JOB_FIELDS
+    return tuple(f.attname for f in Job._meta.concrete_fields)
 
 
 def _insert(rows: Sequence[_Row], owner_id: int | None, idempotency_key: str | None) -> list[Job]:
@@ -334,14 +332,6 @@ def _dispatch(placements: list[Placement]) -> None:
     push(placements)
 
 
-def _after_commit(func: Any, *args: Any) -> None:
-    """``transaction.on_commit``, minus its bookkeeping when there is no transaction to wait for."""
-    if connection.get_autocommit():
-        func(*args)  # the INSERT has committed already
-    else:
-        transaction.on_commit(partial(func, *args))
-
-
 def fingerprint(*parts: Any) -> str:
     """A stable hash of a request, to tell a replay from a different request under the same key."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -365,7 +355,7 @@ def submit(
     row = _validate(spec, now)
     if idempotency_key is None:
         (job,) = _insert([row], owner_id, None)
-        _after_commit(_announce, [job])
+        transaction.on_commit(partial(_announce, [job]))
         return Submitted(job, True)
 
     if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 255:
@@ -448,7 +438,7 @@ def enqueue_many(specs: Iterable[JobSpec | dict[str, Any]], *, owner_id: int | N
         with transaction.atomic():
             for start in range(0, len(rows), 5000):
                 jobs.extend(_insert(rows[start : start + 5000], owner_id, None))
-    _after_commit(_announce, jobs)
+    transaction.on_commit(partial(_announce, jobs))
     return jobs
 
 

@@ -95,13 +95,19 @@ def _may_import(module_name: str) -> bool:
     return any(module_name == root or module_name.startswith(root + ".") for root in trusted)
 
 
+def call_signature(task: Task) -> inspect.Signature:
+    """The parameters a caller passes: without the ``context`` the worker supplies."""
+    signature = inspect.signature(task.func)
+    if task.takes_context:
+        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return signature
+
+
 def job_type_for(task: Task) -> registry.JobType:
     """The task as a job type: its options become the type's defaults; the worker calls it via hooks."""
     from jobs import backends  # jobs.backends imports this module
 
-    signature = inspect.signature(task.func)
-    if task.takes_context:  # the worker supplies the TaskContext; callers never pass it
-        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+    signature = call_signature(task)
     return registry.JobType(
         name=task.module_path,
         func=task.func,

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from jobqueue_site.devrun import daphne_command
 from tests.helpers import REPO  # noqa: E402
 
 SKIP_REASON = "chromium not installed: browser tests skipped"
@@ -67,16 +67,7 @@ class Daphne:
     def start(self, timeout: float = 60.0) -> None:
         log = self.log_path.open("a")
         self.popen = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "jobqueue_site.asgi:application",
-            ],
+            daphne_command("127.0.0.1", self.port),
             cwd=REPO,
             env=self.env,
             stdout=log,

@@ -6,6 +6,7 @@ order; the prefix's keys are deleted afterwards.
 
 from __future__ import annotations
 
+import copy
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -95,3 +96,13 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Callabl
     processes = ManagePyProcesses("runworker", worker_env, tmp_path)
     yield processes.start
     processes.kill_all()
+
+
+@pytest.fixture
+def channel_layer(settings, redis_prefix: str) -> str:
+    """This test's channel layer, under its Redis prefix: where daphne, workers and services called by
+    the test meet (worker subprocesses derive the same prefix from JOBQUEUE_REDIS_PREFIX)."""
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)  # the project's layer, under this test's prefix
+    layers["default"]["CONFIG"]["prefix"] = f"{redis_prefix}:channels"
+    settings.CHANNEL_LAYERS = layers
+    return redis_prefix

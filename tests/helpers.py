@@ -11,11 +11,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def claim_as(worker: str, broker: Any, job: Any) -> Any:
+    """Pop and claim ``job`` as ``worker`` would (dequeue script, then the PostgreSQL claim)."""
+    from jobs import dispatch, services
+
+    dispatch.flush()  # enqueue's push runs on the pusher thread
+    popped = broker.dequeue([job.queue], 1, 60_000, worker).jobs
+    assert [p.id for p in popped] == [str(job.id)], "another ready job is in the way: create queued jobs last"
+    (claimed,) = services.settle(broker, [], popped, worker)
+    return claimed
 
 
 def wait_until[T](

@@ -35,9 +35,8 @@ def flaky(fail_times: int = 1) -> str:
     return f"succeeded on attempt {ctx.attempt}"
 
 
-@job("test.sleep")
-def cooperative_sleep(seconds: float = 1.0) -> str:
-    """Sleeps in small steps and stops when cancelled or timed out."""
+def sleep_cooperatively(seconds: float) -> str:
+    """Sleeps in small steps and stops when the job is cancelled or timed out."""
     ctx = current_job()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -45,6 +44,12 @@ def cooperative_sleep(seconds: float = 1.0) -> str:
             ctx.check_cancelled()
         time.sleep(0.02)
     return "slept"
+
+
+@job("test.sleep")
+def cooperative_sleep(seconds: float = 1.0) -> str:
+    """Sleeps in small steps and stops when cancelled or timed out."""
+    return sleep_cooperatively(seconds)
 
 
 @job("test.hang")

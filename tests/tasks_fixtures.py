@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 
 from django.conf import settings
 from django.dispatch import receiver
 from django.tasks import TaskContext, task
 from django.tasks.signals import task_enqueued, task_finished, task_started
 
-from jobs.context import current_job
 from jobs.errors import PermanentError
+from tests.jobtypes import sleep_cooperatively
 
 
 @task()
@@ -71,13 +70,7 @@ def fails_permanently() -> None:
 @task(max_attempts=1, timeout=0.5)
 def sleeps(seconds: float = 5.0) -> str:
     """Sleeps cooperatively, so a timeout or cancel stops it promptly."""
-    ctx = current_job()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if ctx is not None:
-            ctx.check_cancelled()
-        time.sleep(0.02)
-    return "slept"
+    return sleep_cooperatively(seconds)
 
 
 @task(queue_name="low")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -24,7 +25,7 @@ from jobs import dispatch, registry, services
 from jobs.admin_pagination import EstimatedCountPaginator
 from jobs.models import AttemptOutcome, DeadLetter, Job, JobAttempt, JobStatus
 from jobs.redaction import REDACTED
-from tests.helpers import wait_until
+from tests.helpers import claim_as, wait_until
 from workers.broker import Broker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,13 +39,7 @@ CHANGELIST = "admin:jobs_job_changelist"
 # --------------------------------------------------------------------------- jobs in every state
 
 
-def _claim(broker: Broker, job: Job) -> services.Claimed:
-    """Pop and claim ``job`` as a worker would (dequeue script, then the PostgreSQL claim)."""
-    dispatch.flush()
-    popped = broker.dequeue([job.queue], 1, 60_000, WORKER).jobs
-    assert [p.id for p in popped] == [str(job.id)], "another ready job is in the way: create queued jobs last"
-    (claimed,) = services.settle(broker, [], popped, WORKER)
-    return claimed
+_claim = partial(claim_as, WORKER)
 
 
 def make_job(broker: Broker, status: str, job_type: str = "test.ok", **options: object) -> Job:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobs import dispatch, services
+from jobs import services
 from jobs.models import AttemptOutcome, DeadLetter, Job, JobStatus
+from tests.helpers import claim_as
 from workers.broker import Broker
 
 WORKER = "api-test-host:4242:abcd"
@@ -55,13 +57,7 @@ def operator(username: str = "operator") -> APIClient:
     )
 
 
-def claim(broker: Broker, job: Job) -> services.Claimed:
-    """Pop and claim ``job`` as a worker does (dequeue script, then the PostgreSQL claim)."""
-    dispatch.flush()
-    popped = broker.dequeue([job.queue], 1, 60_000, WORKER).jobs
-    assert [p.id for p in popped] == [str(job.id)], "another ready job is in the way"
-    (claimed,) = services.settle(broker, [], popped, WORKER)
-    return claimed
+claim = partial(claim_as, WORKER)
 
 
 def running_job(broker: Broker, job_type: str = "test.ok", **options: Any) -> Job:

@@ -6,7 +6,6 @@ them). Set ``JOBQUEUE_DASHBOARD_SCREENSHOT=docs/img/dashboard.png`` to refresh t
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import warnings
@@ -65,15 +64,6 @@ def browser() -> Iterator[Any]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-@pytest.fixture
-def channel_layer(settings, redis_prefix: str) -> str:
-    """Events from this process (services called by the test) go where daphne and the workers listen."""
-    layers = copy.deepcopy(settings.CHANNEL_LAYERS)  # the project's layer, under this test's prefix
-    layers["default"]["CONFIG"]["prefix"] = f"{redis_prefix}:channels"
-    settings.CHANNEL_LAYERS = layers
-    return redis_prefix
 
 
 @pytest.fixture

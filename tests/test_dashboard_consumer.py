@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,15 +22,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 LIFECYCLE = ["queued", "running", "succeeded"]
 FRAME_LIMIT = DashboardConsumer.FRAMES_PER_SECOND + DashboardConsumer.FRAME_BURST
-
-
-@pytest.fixture
-def channel_layer(settings, redis_prefix: str) -> str:
-    """This test's channel layer: the prefix worker subprocesses derive from JOBQUEUE_REDIS_PREFIX."""
-    layers = copy.deepcopy(settings.CHANNEL_LAYERS)  # the project's layer, under this test's prefix
-    layers["default"]["CONFIG"]["prefix"] = f"{redis_prefix}:channels"
-    settings.CHANNEL_LAYERS = layers
-    return redis_prefix
 
 
 def _cookie_for(*, staff: bool, username: str = "op") -> str:

@@ -58,6 +58,7 @@ SCRIPTS: dict[str, str] = {
     "reconcile": "reconcile.lua",
     "epoch": "epoch.lua",
     "heartbeat": "heartbeat.lua",
+    "forget_worker": "forget_worker.lua",
     "unlock": "unlock.lua",
     "renew_lock": "renew_lock.lua",
 }
@@ -549,10 +550,7 @@ class Broker:
 
     def remove_worker(self, worker: str) -> None:
         """Forget a worker that shut down cleanly (its leases are released by the worker itself)."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zrem(self.key("workers"), worker)
-        pipe.delete(self.key("worker", worker))
-        pipe.execute()
+        self._run("forget_worker", heartbeat_keys(self.prefix, worker), [worker])
 
     def workers(self, stale_after_ms: int) -> list[dict[str, object]]:
         """Known workers with their info, ``last_heartbeat_ms`` and ``alive`` (recent heartbeat)."""
