@@ -40,6 +40,15 @@ def _values(request: Request, name: str, errors: dict[str, list[str]]) -> list[s
     return values
 
 
+def _choices(request: Request, name: str, allowed: list[str], errors: dict[str, list[str]]) -> list[str]:
+    """``_values`` restricted to ``allowed``: an unknown one is an error that lists the choices."""
+    values = _values(request, name, errors)
+    if unknown := [value for value in values if value not in allowed]:
+        choices = ", ".join(allowed)
+        errors.setdefault(name, []).append(f"Unknown {name} {unknown[0]!r}. Choose from: {choices}.")
+    return values
+
+
 def _moment(request: Request, name: str, errors: dict[str, list[str]]) -> datetime | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -83,11 +92,7 @@ class JobFilterBackend(BaseFilterBackend):
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
         errors: dict[str, list[str]] = {}
-        statuses = _values(request, "status", errors)
-        if unknown := [value for value in statuses if value not in JobStatus.values]:
-            errors.setdefault("status", []).append(
-                f"Unknown status {unknown[0]!r}. Choose from: {', '.join(JobStatus.values)}."
-            )
+        statuses = _choices(request, "status", JobStatus.values, errors)
         types = _values(request, "type", errors)
         queues = _values(request, "queue", errors)
         after = _moment(request, "created_after", errors)
@@ -158,11 +163,7 @@ class DeadLetterFilterBackend(BaseFilterBackend):
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
         errors: dict[str, list[str]] = {}
-        resolutions = _values(request, "resolution", errors)
-        if unknown := [value for value in resolutions if value not in self.resolutions]:
-            errors.setdefault("resolution", []).append(
-                f"Unknown resolution {unknown[0]!r}. Choose from: {', '.join(self.resolutions)}."
-            )
+        resolutions = _choices(request, "resolution", list(self.resolutions), errors)
         types = _values(request, "type", errors)
         if errors:
             raise ValidationError(errors)
