@@ -170,7 +170,7 @@ def phase_overhead(n: int) -> dict:
 
     from bench.tasks_noop import noop
     from jobs.context import JobContext
-    from jobs.services import Claimed
+    from jobs.values import Claimed
     from workers.execution import Running, execute
 
     now = timezone.now()

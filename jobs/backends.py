@@ -43,7 +43,7 @@ from jobs.models import TERMINAL_STATUSES, AttemptOutcome, Job, JobAttempt, JobS
 
 if TYPE_CHECKING:
     from jobs.context import JobContext
-    from jobs.services import Claimed, Outcome
+    from jobs.values import Claimed, Outcome
 
 logger = logging.getLogger("jobs.backends")
 

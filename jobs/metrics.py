@@ -24,7 +24,7 @@ from django.conf import settings
 from jobs import registry
 
 if TYPE_CHECKING:
-    from jobs.services import Claimed, Outcome
+    from jobs.values import Claimed, Outcome
     from workers.broker import Broker
 
 logger = logging.getLogger("jobs.metrics")

@@ -23,7 +23,7 @@ from jobs.errors import UnknownJobType
 
 if TYPE_CHECKING:
     from jobs.context import JobContext
-    from jobs.services import Claimed, Outcome
+    from jobs.values import Claimed, Outcome
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
 BIND_CACHE_SIZE = 64  # argument shapes remembered per job type

@@ -19,7 +19,7 @@ import random
 import re
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -40,7 +40,10 @@ from jobs.models import (
     Job,
     JobStatus,
 )
+from jobs.values import Claimed, JobSpec, Outcome
 from workers.broker import Broker, Placement, Popped, ready_score
+
+__all__ = ["Claimed", "JobSpec", "Outcome"]  # re-exported: callers name them from here too
 
 logger = logging.getLogger("jobs.services")
 
@@ -59,22 +62,6 @@ def _ms(moment: datetime) -> int:
 
 
 # --------------------------------------------------------------------------- enqueue
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """Everything ``enqueue`` accepts, validated and normalised."""
-
-    type: str
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
-    queue: str | None = None
-    priority: int | None = None
-    max_attempts: int | None = None
-    run_at: datetime | None = None
-    delay: float | timedelta | None = None
-    timeout: float | None = None
-    backoff: Backoff | dict | None = None
 
 
 @dataclass(frozen=True)
@@ -443,45 +430,6 @@ def enqueue_many(specs: Iterable[JobSpec | dict[str, Any]], *, owner_id: int | N
 
 
 # --------------------------------------------------------------------------- the worker's batch
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """A job this worker may now run: its row as the claim returned it (invariant 1)."""
-
-    id: str
-    token: str
-    seq: int
-    type: str
-    queue: str
-    priority: int
-    args: list
-    kwargs: dict
-    attempt: int
-    max_attempts: int
-    timeout: float | None
-    backoff: dict | None
-    created_at: datetime
-    started_at: datetime
-    run_at: datetime | None = None
-
-    @property
-    def ready_score(self) -> int:
-        return ready_score(self.priority, self.seq)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one attempt ended, as the worker reports it to ``settle``."""
-
-    job: Claimed
-    status: str  # JobStatus: succeeded | retrying | failed | cancelled
-    outcome: str  # AttemptOutcome
-    finished_at: datetime
-    result_json: str | None = None
-    error: str = ""
-    traceback: str = ""
-    run_at: datetime | None = None  # when a retrying job is due
 
 
 def after_failure(

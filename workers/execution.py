@@ -19,7 +19,7 @@ from jobs import registry, services
 from jobs.context import JobContext, set_current
 from jobs.errors import JobCancelled, PermanentError
 from jobs.models import AttemptOutcome
-from jobs.services import Claimed, Outcome
+from jobs.values import Claimed, Outcome
 
 logger = logging.getLogger("workers.execution")
 

@@ -35,7 +35,7 @@ from jobs import services
 from jobs.context import JobContext
 from jobs.dispatch import redis_client
 from jobs.models import AttemptOutcome
-from jobs.services import Outcome
+from jobs.values import Outcome
 from workers.broker import Broker, Popped
 from workers.execution import CANCELLED_BY_OPERATOR, Running, effective_timeout, execute
 from workers.maintenance import Maintenance
