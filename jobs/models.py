@@ -71,7 +71,7 @@ class Job(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.DB_SET_NULL,  # database-level like every relation to Job (fields.E323)
         related_name="+",
         db_index=False,  # the partial index job_owner below: jobs from code and schedules have no owner
     )
@@ -122,7 +122,7 @@ class JobAttempt(models.Model):
     """One run of a job; written when the attempt ends (invariant 3: unique on job and number)."""
 
     # No index of its own: the unique (job, number) constraint below serves every lookup by job.
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_set", db_index=False)
+    job = models.ForeignKey(Job, on_delete=models.DB_CASCADE, related_name="attempt_set", db_index=False)
     number = models.PositiveIntegerField()
     worker = models.CharField(max_length=200, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
@@ -152,7 +152,7 @@ class DeadLetter(models.Model):
         RETRIED = "retried", "retried"
         DISCARDED = "discarded", "discarded"
 
-    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="dead_letter")
+    job = models.OneToOneField(Job, on_delete=models.DB_CASCADE, related_name="dead_letter")
     reason = models.TextField()
     errors = models.JSONField(default=list, help_text="every attempt's error, oldest first")
     dead_at = models.DateTimeField()
@@ -175,11 +175,15 @@ class IdempotencyKey(models.Model):
     """
 
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DB_CASCADE,  # database-level like the job link beside it (models.E050)
+        related_name="+",
     )
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64)
-    job = models.ForeignKey(Job, null=True, on_delete=models.SET_NULL, related_name="+")
+    job = models.ForeignKey(Job, null=True, on_delete=models.DB_SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -86,7 +86,7 @@ class Schedule(models.Model):
         null=True,
         blank=True,
         editable=False,
-        on_delete=models.SET_NULL,  # pruning clears it in the same statement that deletes the job
+        on_delete=models.DB_SET_NULL,  # PostgreSQL clears it when the job is pruned
         related_name="+",
     )
     last_error = models.TextField(blank=True, default="", editable=False)

@@ -2,8 +2,8 @@
 
 The policy lives here (retention per status, batches, logging, stopping between batches); each
 batch is ``jobs.services.delete_finished``: one statement in its own short transaction that
-never waits on a row someone is using (see ``jobs/deletion.py``). A failed job whose dead letter
-is still open is never deleted.
+never waits on a row someone is using (see ``jobs/services/deletion.py``). A failed job whose dead
+letter is still open is never deleted.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def test_a_retention_for_an_unfinished_status_fails_the_system_check(settings) -
 
 def test_every_relation_to_a_job_is_handled_inside_the_one_delete_statement() -> None:
     """A new model pointing at Job must not silently push pruning onto the slow ORM path."""
-    from jobs.deletion import related_statements
+    from jobs.services.deletion import database_actions as related_statements
 
     statements = related_statements()
     assert statements is not None
