@@ -3,16 +3,20 @@
 Types are registered with ``@job("email.send", ...)`` in an app's ``jobs.py`` or
 ``tasks.py``; ``autodiscover()`` imports those modules at startup (AppConfig.ready).
 A name maps to a function object, never to an import path a client chose.
+
+Handlers of other kinds (django.tasks tasks) reach the registry through a ``Resolver``
+added with ``add_resolver()`` at start-up, so this module knows nothing of them.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.apps import apps
 from django.conf import settings
@@ -46,8 +50,8 @@ class JobType:
     # May an API client enqueue it by name? @job types yes; django.tasks tasks only with @task(api=True).
     api_allowed: bool = True
     result_ttl: float | None = None  # seconds a finished result stays readable; None = until pruned
-    # Hooks for handlers that are not plain functions (django.tasks tasks, set by jobs.backends); None means
-    # call func(*args, **kwargs). on_finished learns the attempt's outcome and must not raise.
+    # Hooks for handlers that are not plain functions (set by a Resolver, e.g. for django.tasks tasks); None
+    # means call func(*args, **kwargs). on_finished learns the attempt's outcome and must not raise.
     call: Callable[[Claimed, JobContext], Any] | None = field(default=None, compare=False, repr=False)
     on_finished: Callable[[Claimed, JobContext, Outcome], None] | None = field(
         default=None, compare=False, repr=False
@@ -85,7 +89,26 @@ class JobType:
         )
 
 
+class Resolver(Protocol):
+    """Job types for names no ``@job`` registered (the django.tasks adapter is one, added at start-up).
+
+    A resolver only builds types; the registry registers what it returns, so a resolved name is a
+    dict hit afterwards and can never shadow a type registered under it with another function.
+    """
+
+    def resolve(self, name: str) -> JobType | None:
+        """The type named ``name``, or None. ``name`` is a caller's string: never import or call
+        anything it merely names; resolve only objects that declared themselves."""
+        ...
+
+    def declared_names(self) -> Iterable[str]:
+        """Every name this resolver could resolve now, so ``api_types()`` lists them unasked."""
+        ...
+
+
 _registry: dict[str, JobType] = {}
+_resolvers: list[Resolver] = []
+_resolve_lock = threading.Lock()  # check-then-register of a resolved type, across worker threads
 
 
 def _as_backoff(value: Backoff | dict | float | None) -> Backoff | None:
@@ -152,22 +175,35 @@ def get(name: str) -> JobType:
     return job_type
 
 
-def find(name: str) -> JobType | None:
-    """The registered type, else the django.tasks ``Task`` at dotted path ``name`` (registered when found)."""
-    job_type = _registry.get(name)
-    if job_type is None and "." in name:
-        from jobs.tasks_bridge import resolve_task  # imports this module
+def add_resolver(resolver: Resolver) -> None:
+    """Let ``find()`` ask ``resolver`` about names nothing registered (adding it again is a no-op)."""
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
 
-        job_type = resolve_task(name)
-    return job_type
+
+def find(name: str) -> JobType | None:
+    """The registered type, else the first resolver's type for ``name`` (registered when found)."""
+    job_type = _registry.get(name)
+    if job_type is not None:
+        return job_type
+    for resolver in _resolvers:
+        resolved = resolver.resolve(name)
+        if resolved is None or resolved.name != name:
+            continue
+        with _resolve_lock:
+            try:
+                return register(resolved)
+            except ValueError:  # the name is taken by another function meanwhile: never shadow it
+                return None
+    return None
 
 
 def api_types() -> list[JobType]:
-    """The types an API client may enqueue: ``@job`` types, and django.tasks tasks declared ``api=True``."""
-    from jobs.tasks_bridge import declared_tasks
-
-    for path in declared_tasks():
-        find(path)  # registers each declared task, so its api flag is known
+    """The types an API client may enqueue: ``@job`` types, and resolvable ones that allow it
+    (django.tasks tasks declared ``api=True``)."""
+    for resolver in _resolvers:
+        for name in resolver.declared_names():
+            find(name)  # registers each declared type, so its api flag is known
     return [job_type for job_type in all_types() if job_type.api_allowed]
 
 

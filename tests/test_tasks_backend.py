@@ -20,10 +20,10 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskRes
 from django.utils import timezone
 
 from jobs import dispatch, registry, services
-from jobs.backends import STATUS_MAP, JobQueueBackend, UnknownTaskOption
 from jobs.backoff import Backoff
 from jobs.errors import InvalidJob
 from jobs.models import Job, JobStatus
+from jobs.tasks_backend.backend import STATUS_MAP, JobQueueBackend, UnknownTaskOption
 from tests import tasks_fixtures as fx
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -153,6 +153,7 @@ def test_rollback_enqueues_nothing_and_sends_no_signal(broker):
         raise RuntimeError("roll back")
 
     assert not Job.objects.exists()
+    dispatch.flush()
     assert not _in_ready_set(broker, "default", result.id)
     assert _signals(broker) == []
 
@@ -161,6 +162,7 @@ def test_task_enqueued_fires_on_commit_in_the_enqueuing_process(broker):
     with transaction.atomic():
         result = fx.add.enqueue(1, 2)
         assert _signals(broker) == []
+        dispatch.flush()  # whatever was handed to the pusher so far has reached Redis
         assert not _in_ready_set(broker, "default", result.id)
 
     (event,) = _signals(broker)

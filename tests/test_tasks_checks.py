@@ -8,9 +8,10 @@ import pytest
 from django.core import checks
 from django.tasks import task
 
-from jobs import registry, tasks_bridge
-from jobs.backends import JobQueueBackend
-from jobs.checks import check_declared_tasks
+from jobs import registry
+from jobs.tasks_backend import lookup
+from jobs.tasks_backend.backend import JobQueueBackend
+from jobs.tasks_backend.checks import check_declared_tasks
 from tests import tasks_fixtures as fx
 
 
@@ -24,10 +25,10 @@ def _ids(messages: list[checks.CheckMessage]) -> dict[str, list[str]]:
 @pytest.fixture
 def forget_declared() -> Iterator[None]:
     """Tasks a test declares (and types it registers) must not leak into other tests' checks."""
-    declared = tasks_bridge.declared_tasks()
+    declared = lookup.declared_tasks()
     yield
-    for path in set(tasks_bridge.declared_tasks()) - set(declared):
-        tasks_bridge._declared.pop(path, None)
+    for path in set(lookup.declared_tasks()) - set(declared):
+        lookup._declared.pop(path, None)
 
 
 def test_backend_check_reports_bad_queue_names_options_and_unserved_queues(settings):
@@ -54,7 +55,7 @@ def test_the_configured_backend_passes_its_checks():
 
 
 def test_declared_tasks_pass_the_checks_when_workers_can_find_and_serve_them():
-    assert fx.add.module_path in tasks_bridge.declared_tasks()
+    assert fx.add.module_path in lookup.declared_tasks()
     assert check_declared_tasks() == []
     assert [m for m in checks.run_checks(tags=["jobqueue"]) if m.id.startswith("jobqueue.")] == []
 

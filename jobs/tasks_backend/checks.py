@@ -1,5 +1,7 @@
 """System checks for django.tasks tasks on jobqueue (``manage.py check``, and before runserver/runworker).
 
+``jobs.apps`` registers ``check_declared_tasks`` under the ``jobqueue`` tag at start-up.
+
 Option names and values already fail where ``@task`` runs (``InvalidTask`` at import,
 Django's contract). What only shows once every module is loaded is checked here:
 whether a worker can find each task again by its module path, whether it collides
@@ -15,11 +17,12 @@ from django.conf import settings
 from django.core import checks
 
 from jobs import registry
-from jobs.tasks_bridge import declared_tasks
+from jobs.tasks_backend.lookup import declared_tasks
 
 
-@checks.register("jobqueue")
 def check_declared_tasks(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Per declared task: can workers find it by its module path, does it clash with a ``@job`` type,
+    does any worker serve its queue by default?"""
     messages: list[checks.CheckMessage] = []
     served = set(settings.JOBQUEUE_QUEUES)
     for path, task in sorted(declared_tasks().items()):

@@ -1,7 +1,7 @@
-"""How a job type name no ``@job`` registered becomes a django.tasks ``Task`` (``registry.find``'s fallback).
+"""Finding a django.tasks ``Task`` by its module path, and the tasks declared so far.
 
-A task is stored as a Job whose ``type`` is the task's module path. Resolving such a
-name must never turn a caller-chosen string into an arbitrary callable, so:
+A task is stored as a Job whose ``type`` is the task's module path. Turning such a name
+back into a task must never turn a caller-chosen string into an arbitrary callable, so:
 
 - only an object that *is* a ``django.tasks.Task``, found at exactly its own
   ``module_path``, is accepted: a plain function, a class or a builtin never is;
@@ -10,18 +10,13 @@ name must never turn a caller-chosen string into an arbitrary callable, so:
 - attributes are read with ``inspect.getattr_static``: no module ``__getattr__``
   or descriptor runs on a caller's behalf.
 
-A resolved task is registered as a ``JobType`` (so later look-ups are a dict hit),
-with the task's options as the type's defaults and the hooks that make the worker
-call it the django.tasks way (``jobs.backends``).
+Its own module (below ``backend`` and ``bridge``, which both need it), so neither imports the other back.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
 import sys
-import threading
-from functools import partial
 from importlib import import_module
 from types import ModuleType
 
@@ -29,10 +24,6 @@ from django.apps import apps
 from django.conf import settings
 from django.tasks import Task
 
-from jobs import registry
-
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-_lock = threading.Lock()
 # module path -> the first Task constructed under it (the @task decorator's), for the system checks.
 _declared: dict[str, Task] = {}
 
@@ -44,20 +35,6 @@ def declare(task: Task) -> None:
 
 def declared_tasks() -> dict[str, Task]:
     return dict(_declared)
-
-
-def resolve_task(name: str) -> registry.JobType | None:
-    """The job type for the ``Task`` at dotted path ``name``, registering it; None if there is none."""
-    if not _DOTTED.match(name):
-        return None
-    task = find_task(name)
-    if task is None:
-        return None
-    with _lock:
-        try:
-            return registry.register(job_type_for(task))
-        except ValueError:  # the name is a @job type's with another function: never shadow it
-            return None
 
 
 def find_task(name: str) -> Task | None:
@@ -101,25 +78,3 @@ def call_signature(task: Task) -> inspect.Signature:
     if task.takes_context:
         signature = signature.replace(parameters=list(signature.parameters.values())[1:])
     return signature
-
-
-def job_type_for(task: Task) -> registry.JobType:
-    """The task as a job type: its options become the type's defaults; the worker calls it via hooks."""
-    from jobs import backends  # jobs.backends imports this module
-
-    signature = call_signature(task)
-    return registry.JobType(
-        name=task.module_path,
-        func=task.func,
-        queue=task.queue_name,
-        priority=task.priority,
-        max_attempts=getattr(task, "max_attempts", None),
-        backoff=getattr(task, "backoff", None),
-        timeout=getattr(task, "timeout", None),
-        description=inspect.getdoc(task.func) or "",
-        signature=signature,
-        api_allowed=bool(getattr(task, "api", False)),
-        result_ttl=getattr(task, "result_ttl", None),
-        call=partial(backends.run_task, task, backends.worker_alias(task)),
-        on_finished=partial(backends.task_attempt_finished, task),
-    )

@@ -1,4 +1,8 @@
-"""Demo job types that exercise every path of the engine (and `noop` for benchmarks)."""
+"""Demo job types that exercise every path of the engine (and `noop` for benchmarks).
+
+Registered by ``jobs.apps`` when ``JOBQUEUE_DEMO_TYPES`` is on (the default: tests, benchmarks and
+the README use them); a deployment that wants only its own types turns it off.
+"""
 
 from __future__ import annotations
 
