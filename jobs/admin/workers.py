@@ -1,10 +1,10 @@
 """The admin's Workers page: live heartbeats from Redis, not rows in a table.
 
-Workers exist only as heartbeats in the dispatch index (``Broker.workers``). So
-that the page sits in the admin index like any model, ``Worker`` is an
-unmanaged model with no table (the ``workers`` app has no models module or
-migrations, so Django creates neither a table nor permissions for it); its
-admin replaces every URL with one read-only page. Staff only.
+Workers exist only as heartbeats in the dispatch index, read through
+``Broker.workers()``. So that the page sits in the admin index like any model,
+it is registered for the placeholder ``workers.models.Worker`` (unmanaged, no
+table, no permissions); its admin replaces every URL with one read-only page.
+Staff only.
 """
 
 from __future__ import annotations
@@ -19,25 +19,14 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
-from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.safestring import SafeString
 
-from jobs.admin_display import badge, badge_css, format_duration, short_id
+from jobs.admin.display import badge, badge_css, format_duration, short_id
 from jobs.dispatch import get_broker
-
-
-class Worker(models.Model):
-    """Placeholder so the admin index lists Workers; never queried (managed = False, no table)."""
-
-    class Meta:
-        managed = False
-        app_label = "workers"
-        verbose_name = "worker"
-        verbose_name_plural = "workers"
-        default_permissions = ()
+from workers.models import Worker
 
 
 def stale_after_ms() -> int:
