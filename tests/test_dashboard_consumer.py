@@ -16,7 +16,7 @@ from django.contrib.sessions.models import Session
 from django.test import Client
 
 from jobs import events, services
-from jobs.consumers import CLOSE_UNAUTHORIZED, DashboardConsumer
+from jobs.dashboard.consumer import CLOSE_UNAUTHORIZED, DashboardConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -70,7 +70,7 @@ def test_the_dashboard_shows_every_status_counter_links_to_the_admin_and_sets_th
         assert f'data-counter="{status}"' in html
     assert 'href="/admin/"' in html
     assert "/admin/jobs/job/" in html  # "all jobs in the admin"
-    assert 'id="conn"' in html and "dashboard.js" in html
+    assert 'id="conn"' in html and "jobs/dashboard/overview.js" in html
     assert "csrftoken" in response.cookies
     config = _config(response)
     assert config["page"] == "index" and config["ws"] == "/ws/dashboard/" and config["api"] == "/api/"
@@ -148,6 +148,7 @@ def test_payload_fields_a_type_marks_sensitive_are_redacted(staff_client):
 )
 def test_retry_and_cancel_are_offered_only_when_legal(staff_client, status, retry, cancel):
     html = staff_client.get(f"/jobs/{_job(status).pk}/").content.decode()
+    assert 'id="btn-retry"' in html and 'id="btn-cancel"' in html  # on the page, shown or hidden
     assert ('id="btn-retry" class="btn" hidden' not in html) is retry
     assert ('id="btn-cancel" class="btn btn-danger" hidden' not in html) is cancel
 

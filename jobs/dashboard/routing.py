@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from jobs.consumers import DashboardConsumer
+from jobs.dashboard.consumer import DashboardConsumer
 
 websocket_urlpatterns = [
     path("ws/dashboard/", DashboardConsumer.as_asgi()),

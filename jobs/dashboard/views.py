@@ -1,4 +1,7 @@
-"""Dashboard pages: server-rendered first paint, then ``dashboard.js`` keeps them live.
+"""Dashboard pages: server-rendered first paint, then each page's ES module keeps it live.
+
+The modules are in ``jobs/static/jobs/dashboard/`` (no build step); each template loads only its
+page's entry module (``overview.js``, ``job.js``, ``create.js``).
 
 Every page is staff only (``staff_member_required`` sends others to the admin
 login). The pages read the database directly for their first paint so they are
@@ -38,7 +41,7 @@ def _pretty(value: Any) -> str:
 
 
 def _page_config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
-    """What dashboard.js needs to know, passed with ``json_script`` (never interpolated into JS)."""
+    """What the page's modules need to know, passed with ``json_script`` (never interpolated into JS)."""
     user = request.user
     return {
         "api": "/api/",
@@ -113,7 +116,7 @@ def job_detail(request: HttpRequest, job_id: Any) -> HttpResponse:
 @staff_member_required
 @ensure_csrf_cookie
 def create(request: HttpRequest) -> HttpResponse:
-    """The enqueue form; dashboard.js posts it to ``POST /api/jobs/`` and shows the API's answer."""
+    """The enqueue form; ``create.js`` posts it to ``POST /api/jobs/`` and shows the API's answer."""
     context = {
         "queues": settings.JOBQUEUE_QUEUES,
         "default_queue": settings.JOBQUEUE_DEFAULT_QUEUE,

@@ -13,7 +13,8 @@ resyncs from the API, as it does after a reconnect.
 Only authenticated, active staff sessions are accepted (the Origin is checked
 by ``AllowedHostsOriginValidator`` in ``jobqueue_site.asgi``); the session is
 re-checked every ``SESSION_RECHECK_SECONDS`` so a logout or a revoked staff flag
-closes the socket instead of streaming on.
+closes the socket instead of streaming on. The page's side of the protocol is
+``jobs/static/jobs/dashboard/live.js``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from django.conf import settings
 
 from jobs import events
 
-logger = logging.getLogger("jobs.consumers")
+logger = logging.getLogger(__name__)
 
 # Close codes the page understands (4000-4999 are for applications).
 CLOSE_UNAUTHORIZED = 4401  # the session ended or lost its staff flag while connected
