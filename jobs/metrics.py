@@ -3,7 +3,9 @@
 The worker records each settle round with one pipelined round trip (no scripts in
 the pipeline, DESIGN.md batching contract). Labels come only from the registry
 and JOBQUEUE_QUEUES, so their number stays bounded. Readers (the stats API and
-``/metrics``) use ``snapshot()``.
+``/metrics``) use ``snapshot()``. The keys are the broker's (``Broker.add_metrics`` /
+``read_metrics``); which types count as registered is told by the app at start-up
+(``set_type_lookup``), so this helper does not import the registry.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
 from django.conf import settings
-
-from jobs import registry
 
 if TYPE_CHECKING:
     from jobs.values import Claimed, Outcome
@@ -51,6 +51,10 @@ BUCKETS: tuple[float, ...] = (
 FLUSH_INTERVAL = 1.0  # seconds between writes of the gathered counts to Redis
 MINUTE_TTL = 2 * 3600  # per-minute throughput buckets cover the last hour with margin
 OTHER = "other"
+UNREGISTERED = "unregistered"
+HASHES = ("outcomes", "duration", "duration_sum", "pickup", "pickup_sum")
+
+_find_type: Callable[[str], object | None] | None = None
 
 
 def _bucket(seconds: float) -> int:
@@ -60,8 +64,20 @@ def _bucket(seconds: float) -> int:
     return len(BUCKETS)
 
 
+def set_type_lookup(find: Callable[[str], object | None] | None) -> None:
+    """Install how type labels are checked: ``find(name)`` is None for a type nobody registered.
+
+    ``jobs.apps`` passes ``registry.find`` at start-up (in every process, workers included); until then
+    (or after ``None``) types are labelled as given.
+    """
+    global _find_type
+    _find_type = find
+
+
 def type_label(name: str) -> str:
-    return name if registry.find(name) is not None else "unregistered"
+    """The type, or "unregistered": labels stay bounded by the registry, whatever jobs claim to be."""
+    find = _find_type
+    return name if find is None or find(name) is not None else UNREGISTERED
 
 
 def queue_label(name: str) -> str:
@@ -187,34 +203,17 @@ def flush(pending: _Pending | None = None) -> None:
     hashes, minutes = pending.take()
     if broker is None or not (hashes or minutes):
         return
-    key = broker.key
     try:
-        pipe = broker.client.pipeline(transaction=False)
-        for name, counter in hashes.items():
-            increment = pipe.hincrbyfloat if name.endswith("_sum") else pipe.hincrby
-            for field, value in counter.items():
-                increment(key("metrics", name), field, value)
-        for minute, counter in minutes.items():
-            minute_key = key("metrics", "minute", str(minute))
-            for field, value in counter.items():
-                pipe.hincrby(minute_key, field, value)
-            pipe.expire(minute_key, MINUTE_TTL)
-        pipe.execute()
+        broker.add_metrics(hashes, minutes, MINUTE_TTL)
     except redis.RedisError as exc:  # metrics must never fail a round; these counts are lost
         logger.debug("could not record metrics: %s", exc)
 
 
 def count_final(broker: Broker, job_type: str, queue: str, status: str) -> None:
     """Count a job that reached a final status outside a worker round (an operator's cancel)."""
-    minute_key = broker.key("metrics", "minute", str(int(time.time() // 60)))
+    outcome = f"{type_label(job_type)}|{queue_label(queue)}|{status}"
     try:
-        pipe = broker.client.pipeline(transaction=False)
-        pipe.hincrby(
-            broker.key("metrics", "outcomes"), f"{type_label(job_type)}|{queue_label(queue)}|{status}", 1
-        )
-        pipe.hincrby(minute_key, status, 1)
-        pipe.expire(minute_key, MINUTE_TTL)
-        pipe.execute()
+        broker.add_metrics({"outcomes": {outcome: 1}}, {int(time.time() // 60): {status: 1}}, MINUTE_TTL)
     except redis.RedisError as exc:
         logger.debug("could not record metrics: %s", exc)
 
@@ -249,20 +248,11 @@ def _histograms(raw: dict[str, str], sums: dict[str, str]) -> dict[str, Histogra
 
 def snapshot(broker: Broker) -> Snapshot:
     flush()  # this process's own counts first, so a reader sees what it just did
-    key = broker.key
-    pipe = broker.client.pipeline(transaction=False)
-    pipe.hgetall(key("metrics", "outcomes"))
-    pipe.hgetall(key("metrics", "duration"))
-    pipe.hgetall(key("metrics", "duration_sum"))
-    pipe.hgetall(key("metrics", "pickup"))
-    pipe.hgetall(key("metrics", "pickup_sum"))
     now_minute = int(time.time() // 60)
-    for minute in range(now_minute - 59, now_minute + 1):
-        pipe.hgetall(key("metrics", "minute", str(minute)))
-    outcomes, duration, duration_sum, pickup, pickup_sum, *minutes = pipe.execute()
+    hashes, minutes = broker.read_metrics(HASHES, range(now_minute - 59, now_minute + 1))
     return Snapshot(
-        outcomes={tuple(field.split("|", 2)): int(value) for field, value in outcomes.items()},
-        duration=_histograms(duration, duration_sum),
-        pickup=_histograms(pickup, pickup_sum),
+        outcomes={tuple(field.split("|", 2)): int(value) for field, value in hashes["outcomes"].items()},
+        duration=_histograms(hashes["duration"], hashes["duration_sum"]),
+        pickup=_histograms(hashes["pickup"], hashes["pickup_sum"]),
         per_minute=[{name: int(value) for name, value in bucket.items()} for bucket in minutes],
     )

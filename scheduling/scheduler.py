@@ -33,7 +33,6 @@ from django.utils import timezone
 
 from jobs.dispatch import redis_client
 from scheduling import firing, pruning
-from scheduling.signals import channel
 from workers.broker import Broker
 
 logger = logging.getLogger("scheduling.scheduler")
@@ -75,7 +74,6 @@ class Scheduler:
         self.config = config
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.broker = Broker(redis_client(), prefix=settings.JOBQUEUE_REDIS_PREFIX)
-        self.channel = channel(self.broker)
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.token: str | None = None
@@ -193,7 +191,7 @@ class Scheduler:
         """Until the leader's lock would lapse, at most half a TTL."""
         wait = self.config.lock_ttl / 2
         try:
-            remaining_ms = self.broker.client.pttl(self.broker.key("lock", LOCK_NAME))
+            remaining_ms = self.broker.lock_ttl_ms(LOCK_NAME)
         except redis.RedisError:
             return wait
         if remaining_ms is not None and remaining_ms >= 0:
@@ -225,12 +223,12 @@ class Scheduler:
 
     def _listen(self) -> None:
         """Block on the schedules channel; every message (and every reconnect) wakes the loop."""
-        client = redis_client(socket_timeout=LISTEN_BLOCK + 5)
+        listener = Broker(redis_client(socket_timeout=LISTEN_BLOCK + 5), prefix=self.broker.prefix)
         backoff = 0.5
         while not self.stopping.is_set():
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
-                pubsub.subscribe(self.channel)
+                pubsub = listener.subscribe_schedule_changes()
                 self.wake.set()  # changes may have been missed while unsubscribed
                 backoff = 0.5
                 while not self.stopping.is_set():
@@ -241,4 +239,5 @@ class Scheduler:
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
-                pubsub.close()
+                if pubsub is not None:
+                    pubsub.close()

@@ -13,23 +13,15 @@ from typing import Any
 import redis
 from django.db import transaction
 
-from workers.broker import Broker
-
 logger = logging.getLogger("scheduling")
 
 
-def channel(broker: Broker) -> str:
-    """``<prefix>:{jq}:schedules``: the pub/sub channel schedule changes are announced on."""
-    return broker.key("schedules")
-
-
 def publish_change() -> None:
-    """Tell every running scheduler to re-read its next due time now."""
+    """Tell every running scheduler to re-read its next due time now (the channel is the broker's)."""
     from jobs.dispatch import get_broker
 
-    broker = get_broker()
     try:
-        broker.client.publish(channel(broker), "changed")
+        get_broker().announce_schedule_change()
     except redis.RedisError as exc:
         logger.warning("could not announce a schedule change (%s); schedulers see it within their wait", exc)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import metrics, services
+from jobs import metrics, registry, services
 from jobs.models import Job, JobStatus
 from tests.helpers import wait_until
 
@@ -39,3 +39,14 @@ def test_labels_outside_the_registry_and_configuration_are_folded():
     assert metrics.type_label("no.such.type") == "unregistered"
     assert metrics.queue_label("some-adhoc-queue") == "other"
     assert metrics.queue_label("default") == "default"
+
+
+def test_the_app_wires_the_registry_into_type_labels_at_start_up(monkeypatch):
+    """metrics does not import the registry: JobsConfig.ready() hands it ``registry.find``."""
+    assert metrics._find_type is registry.find
+    assert metrics.type_label("test.ok") == "test.ok"
+
+    monkeypatch.setattr(metrics, "_find_type", None)  # before start-up: labels as given
+    assert metrics.type_label("no.such.type") == "no.such.type"
+    metrics.set_type_lookup(lambda name: None)
+    assert metrics.type_label("test.ok") == "unregistered"

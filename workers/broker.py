@@ -3,7 +3,12 @@
 PostgreSQL is the truth; everything here is a rebuildable hint. Each state change in Redis is one Lua script
 in ``workers/lua/`` (listed in ``SCRIPTS``), called by SHA with EVALSHA outside pipelines. Every script is
 O(batch): the ``*_args()`` builders never receive more than ``MAX_BATCH`` ids (the ``Broker`` methods chunk
-their input), scripts that scan use LIMIT, and "now" always comes from Redis ``TIME``.
+their input), scripts that scan use LIMIT, and "now" always comes from Redis ``TIME`` (``_now.lua``, spliced
+in where a script says ``-- @include _now.lua``).
+
+Every Redis key and channel name is built here, by the broker, including those of the engine's helpers:
+metrics counters, the stats cache, the API throttle, the scheduler's leader lock and wake channel. Callers
+use the broker's methods, so the key layout (and its Redis Cluster hash tag) lives in one module.
 
 This is a leaf module: it imports redis-py only, never Django; configuration comes through the constructor.
 The pure ``*_keys()`` / ``*_args()`` builders define each script's KEYS/ARGV layout so it can be tested
@@ -14,13 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
+from redis.client import PubSub
 from redis.exceptions import NoScriptError
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "Placement",
     "Popped",
     "ready_score",
+    "script_source",
 ]
 
 MAX_BATCH = 1000
@@ -43,6 +52,9 @@ SEQ_LIMIT = 10**13
 
 WORKER_PRUNE_MS = 24 * 3600 * 1000
 """A worker silent this long leaves the workers ZSET (its info hash expired long before)."""
+
+SCHEDULES_CHANNEL = "schedules"
+"""Pub/sub channel (under the key base) on which schedule changes wake the schedulers."""
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
@@ -61,8 +73,16 @@ SCRIPTS: dict[str, str] = {
     "forget_worker": "forget_worker.lua",
     "unlock": "unlock.lua",
     "renew_lock": "renew_lock.lua",
+    "throttle": "throttle.lua",
 }
 """Script name -> file in ``workers/lua/``: the one table of every Redis transition."""
+
+INCLUDE_RE = re.compile(r"^-- @include (?P<file>[\w.]+\.lua)$", re.MULTILINE)
+"""A line ``-- @include _now.lua`` is replaced by that file's code when the script is loaded.
+
+The marker is a Lua comment, so a file is still valid Lua on its own; the included code is joined onto the
+marker's one line, so line numbers in Redis error messages match the files.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +332,24 @@ def lock_keys(prefix: str, name: str) -> list[str]:
     return [make_key(prefix, "lock", name)]
 
 
+def throttle_keys(prefix: str, scope: str, subject: str) -> list[str]:
+    return [make_key(prefix, "throttle", scope, subject)]
+
+
+def throttle_args(window_ms: int, limit: int, member: str) -> list[str]:
+    return [str(window_ms), str(limit), member]
+
+
+def metrics_key(prefix: str, name: str) -> str:
+    """``P:{jq}:metrics:<name>``: one HASH per metric (field = label tuple, value = count or sum)."""
+    return make_key(prefix, "metrics", name)
+
+
+def metrics_minute_key(prefix: str, minute: int) -> str:
+    """``P:{jq}:metrics:minute:<unix minute>``: one HASH of per-status counts per minute."""
+    return make_key(prefix, "metrics", "minute", str(minute))
+
+
 def unlock_args(token: str) -> list[str]:
     return [token]
 
@@ -364,10 +402,27 @@ class _Script:
     sha: str
 
 
+def _include(match: re.Match[str]) -> str:
+    """The code of an included file (its ``--[[ ]]`` header dropped) on one line, for ``INCLUDE_RE``."""
+    text = (LUA_DIR / match["file"]).read_text(encoding="utf-8")
+    if text.startswith("--[["):
+        text = text.split("]]", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if any("--" in line for line in lines):
+        # Joined onto one line, a comment would swallow the code after it (and nested includes).
+        raise ValueError(f"{match['file']}: an included file may hold no comment below its header")
+    return " ".join(lines)
+
+
+def script_source(name: str) -> str:
+    """The text Redis runs for script ``name``: its file with every include marker expanded."""
+    return INCLUDE_RE.sub(_include, (LUA_DIR / SCRIPTS[name]).read_text(encoding="utf-8"))
+
+
 def _load_scripts() -> dict[str, _Script]:
     scripts = {}
-    for name, filename in SCRIPTS.items():
-        source = (LUA_DIR / filename).read_text(encoding="utf-8")
+    for name in SCRIPTS:
+        source = script_source(name)
         scripts[name] = _Script(
             name, source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
         )
@@ -602,6 +657,89 @@ class Broker:
         """Extend the lock's TTL only if ``token`` still holds it (e.g. the scheduler leader)."""
         return bool(self._run("renew_lock", lock_keys(self.prefix, name), renew_lock_args(token, ttl_ms)))
 
+    def lock_ttl_ms(self, name: str) -> int:
+        """PTTL of the lock: ms left, -2 when nobody holds it, -1 when it has no TTL (a follower's wait)."""
+        return int(self.client.pttl(lock_keys(self.prefix, name)[0]))
+
+    # -- pub/sub (wake-ups only: a lost message just delays a reader until its bounded wait ends)
+
+    def announce_schedule_change(self) -> int:
+        """Publish on the schedules channel; returns how many subscribers (schedulers) received it."""
+        return int(self.client.publish(self.key(SCHEDULES_CHANNEL), "changed"))
+
+    def subscribe_schedule_changes(self) -> PubSub:
+        """A PubSub subscribed to the schedules channel (subscribe replies skipped); the caller closes it.
+
+        It holds a connection of this broker's client while it listens: give it a broker of its own whose
+        socket timeout exceeds the listener's block.
+        """
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.key(SCHEDULES_CHANNEL))
+        except BaseException:
+            pubsub.close()
+            raise
+        return pubsub
+
+    # -- metrics (counters every process adds to; written about once a second, never on the job path)
+
+    def add_metrics(
+        self,
+        counters: Mapping[str, Mapping[str, float]],
+        minutes: Mapping[int, Mapping[str, int]],
+        minute_ttl_s: int,
+    ) -> None:
+        """Add to metric hashes and per-minute buckets in one pipelined round trip (no script).
+
+        ``counters``: metric name -> field -> increment (HINCRBYFLOAT for floats, else HINCRBY);
+        ``minutes``: unix minute -> field -> increment, each bucket expiring ``minute_ttl_s`` after its
+        last write.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for name, counter in counters.items():
+            key = metrics_key(self.prefix, name)
+            for field, value in counter.items():
+                if isinstance(value, float):
+                    pipe.hincrbyfloat(key, field, value)
+                else:
+                    pipe.hincrby(key, field, value)
+        for minute, counter in minutes.items():
+            minute_key = metrics_minute_key(self.prefix, minute)
+            for field, value in counter.items():
+                pipe.hincrby(minute_key, field, value)
+            pipe.expire(minute_key, minute_ttl_s)
+        pipe.execute()
+
+    def read_metrics(
+        self, names: Sequence[str], minutes: Sequence[int]
+    ) -> tuple[dict[str, dict[str, str]], list[dict[str, str]]]:
+        """({name: hash}, [minute bucket in the order given]) in one round trip; labels are bounded."""
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(metrics_key(self.prefix, name))
+        for minute in minutes:
+            pipe.hgetall(metrics_minute_key(self.prefix, minute))
+        replies = pipe.execute()
+        return dict(zip(names, replies[: len(names)], strict=True)), replies[len(names) :]
+
+    # -- API helpers
+
+    def throttle(self, scope: str, subject: str, window_ms: int, limit: int) -> int:
+        """Sliding-window admission for ``subject`` in ``scope``: 0 if admitted, else ms until a slot frees.
+
+        One script, so every web process shares one budget even under concurrency.
+        """
+        keys = throttle_keys(self.prefix, scope, subject)
+        return int(self._run("throttle", keys, throttle_args(window_ms, limit, uuid.uuid4().hex)))
+
+    def cached_stats(self) -> str | None:
+        """The stats API's cached PostgreSQL view (JSON text), or None once it expired."""
+        return self.client.get(self.key("api", "stats", "postgres"))
+
+    def cache_stats(self, text: str, ttl_ms: int) -> None:
+        """Share the PostgreSQL view with every web process for ``ttl_ms``."""
+        self.client.set(self.key("api", "stats", "postgres"), text, px=ttl_ms)
+
     # -- reads (diagnostics, dashboard)
 
     def depths(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -615,6 +753,17 @@ class Broker:
             queue: {"ready": int(counts[2 * i]), "delayed": int(counts[2 * i + 1])}
             for i, queue in enumerate(queues)
         }
+
+    def running(self) -> tuple[int, Counter[str]]:
+        """(leases held, leases per queue) in one round trip.
+
+        O(running jobs): HVALS of the lease queues, bounded by workers x threads, not by the backlog.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcard(self.key("leases"))
+        pipe.hvals(self.key("lease_queues"))
+        count, lease_queues = pipe.execute()
+        return int(count), Counter(lease_queues)
 
     def location(self, job_id: str, queue: str) -> str | None:
         """ "leased" | "ready" | "delayed" | None: where Redis holds the id (tests and diagnostics)."""

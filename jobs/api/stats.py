@@ -80,12 +80,11 @@ def _query_postgres() -> dict[str, Any]:
 def postgres_view(broker: Broker) -> dict[str, Any]:
     """PostgreSQL's cheap counts, shared by all web processes through a short-lived Redis key."""
     ttl = _pg_ttl()
-    key = broker.key("api", "stats", "postgres")
-    if ttl > 0 and (cached := broker.client.get(key)):
+    if ttl > 0 and (cached := broker.cached_stats()):
         return json.loads(cached)
     view = _query_postgres()
     if ttl > 0:
-        broker.client.set(key, json.dumps(view), px=int(ttl * 1000))
+        broker.cache_stats(json.dumps(view), int(ttl * 1000))
     return view
 
 
@@ -97,14 +96,10 @@ class RedisView:
 
 def redis_view(broker: Broker, queues: list[str]) -> RedisView:
     depths = broker.depths(queues)
-    pipe = broker.client.pipeline(transaction=False)
-    pipe.zcard(broker.key("leases"))
-    pipe.hvals(broker.key("lease_queues"))  # O(running jobs): bounded by workers x threads
-    running, lease_queues = pipe.execute()
-    per_queue = Counter(lease_queues)
+    running, per_queue = broker.running()
     return RedisView(
         queues={queue: {**depths[queue], "running": per_queue.get(queue, 0)} for queue in queues},
-        running=int(running),
+        running=running,
     )
 
 

@@ -77,7 +77,11 @@ def lose_redis_data(redis_client: redis.Redis, prefix: str) -> Callable[[], None
 
 @pytest.fixture
 def blocking_broker(redis_url: str, prefix: str) -> Iterator[Broker]:
-    """A broker on its own client, for BZPOPMIN (a blocked connection serves nothing else)."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    """A broker on its own client, for BZPOPMIN (a blocked connection serves nothing else).
+
+    Its connections are named after the test's prefix (CLIENT SETNAME), so a test can find them in
+    CLIENT LIST and see whether they are blocked.
+    """
+    client = redis.Redis.from_url(redis_url, decode_responses=True, client_name=f"{prefix}-blocking")
     yield Broker(client, prefix)
     client.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import redis
 
@@ -145,26 +143,10 @@ def test_chunked_keeps_every_script_call_within_the_batch_limit() -> None:
     assert list(b.chunked([])) == []
 
 
-def test_every_script_exists_and_documents_keys_argv_and_output() -> None:
-    for name, filename in b.SCRIPTS.items():
-        source = (b.LUA_DIR / filename).read_text()
-        header = source.split("]]", 1)[0]
-        assert source.startswith("--[["), name
-        assert "KEYS[1]" in header, name
-        assert "ARGV" in header, name
-        assert "Output:" in header, name
-
-
-def test_scripts_take_now_from_redis_time() -> None:
-    for filename in b.SCRIPTS.values():
-        source = (b.LUA_DIR / filename).read_text()
-        if re.search(r"\bnow\b", source.split("]]", 1)[1]):
-            assert "redis.call('TIME')" in source, filename
-
-
-def test_scripts_that_scan_use_limit() -> None:
-    for filename in b.SCRIPTS.values():
-        source = (b.LUA_DIR / filename).read_text()
-        for line in source.splitlines():
-            if "ZRANGEBYSCORE" in line and "redis.call" in line:
-                assert "'LIMIT'" in line, filename
+def test_helper_keys_keep_their_names() -> None:
+    """Data compatibility: the keys the metrics, throttle and scheduler used before the broker owned them."""
+    assert b.throttle_keys("jq", "job_create", "7") == ["jq:{jq}:throttle:job_create:7"]
+    assert b.throttle_args(60000, 3, "m") == ["60000", "3", "m"]
+    assert b.metrics_key("jq", "outcomes") == "jq:{jq}:metrics:outcomes"
+    assert b.metrics_minute_key("jq", 29000000) == "jq:{jq}:metrics:minute:29000000"
+    assert b.make_key("jq", b.SCHEDULES_CHANNEL) == "jq:{jq}:schedules"

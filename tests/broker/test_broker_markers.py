@@ -5,28 +5,48 @@ from __future__ import annotations
 import threading
 import time
 
+import redis
+
 from workers.broker import Broker, Placement, ready_score
 
 LEASE_MS = 30_000
 
 
-def test_enqueue_to_an_empty_queue_wakes_a_blocked_worker(broker: Broker, blocking_broker: Broker) -> None:
+def blocked_in(client: redis.Redis, name: str) -> str | None:
+    """The command a connection named ``name`` is blocked in (CLIENT LIST flag ``b``), else None."""
+    for entry in client.client_list():
+        if entry.get("name") == name and "b" in entry.get("flags", ""):
+            return entry.get("cmd")
+    return None
+
+
+def test_enqueue_to_an_empty_queue_wakes_a_blocked_worker(
+    broker: Broker, blocking_broker: Broker, prefix: str
+) -> None:
+    """The worker must really be blocked in BZPOPMIN before the push, and be released by it."""
+    name = f"{prefix}-blocking"
     woke: list[tuple[tuple[str, int] | None, float]] = []
 
     def idle_worker() -> None:
-        started = time.monotonic()
-        woke.append((blocking_broker.wait_for_work(["other", "default"], 5.0), time.monotonic() - started))
+        woke.append((blocking_broker.wait_for_work(["other", "default"], 5.0), time.monotonic()))
 
     thread = threading.Thread(target=idle_worker)
     thread.start()
-    time.sleep(0.1)  # let it block in BZPOPMIN
+    deadline = time.monotonic() + 2.0
+    while blocked_in(broker.client, name) is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert blocked_in(broker.client, name) == "bzpopmin", "the idle worker never blocked on its markers"
+    assert thread.is_alive() and woke == [], "wait_for_work returned before any push"
+
+    pushed = time.monotonic()
     broker.enqueue([Placement("j", "default", ready_score(0, 1))])
     thread.join(timeout=5)
 
     assert not thread.is_alive()
-    ((reply, waited),) = woke
+    ((reply, woke_at),) = woke
     assert reply == ("default", 0)
-    assert waited < 2.0
+    assert 0 <= woke_at - pushed < 2.0  # released by the push, not by its 5 s timeout
+    assert blocked_in(broker.client, name) is None
 
 
 def test_wait_for_work_returns_none_on_timeout(blocking_broker: Broker) -> None:

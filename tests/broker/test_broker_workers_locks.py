@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workers import broker as b
 from workers.broker import Broker, Placement, ready_score
 
 
@@ -68,3 +69,25 @@ def test_scripts_are_reloaded_after_redis_forgot_them(broker: Broker) -> None:
     broker.enqueue([Placement("j", "default", ready_score(0, 1))])
 
     assert broker.location("j", "default") == "ready"
+
+
+def test_heartbeat_forgets_silent_workers_at_most_a_hundred_at_a_time(broker: Broker) -> None:
+    """The prune is bounded (invariant 5): a backlog of silent workers drains over a few heartbeats."""
+    long_ago = broker.now_ms() - b.WORKER_PRUNE_MS - 60_000
+    broker.client.zadd(broker.key("workers"), {f"gone-{i}": long_ago + i for i in range(150)})
+    broker.client.zadd(broker.key("workers"), {"quiet": broker.now_ms() - 60_000})  # silent, not for long
+
+    broker.heartbeat("w1", {"pid": 1}, ttl_ms=60_000)
+    assert broker.client.zcard(broker.key("workers")) == 150 + 2 - 100
+    assert broker.client.zscore(broker.key("workers"), "gone-0") is None  # the longest silent go first
+
+    broker.heartbeat("w1", {"pid": 1}, ttl_ms=60_000)
+    assert sorted(broker.client.zrange(broker.key("workers"), 0, -1)) == ["quiet", "w1"]
+
+
+def test_lock_ttl_reports_time_left_and_absence(broker: Broker) -> None:
+    assert broker.lock_ttl_ms("scheduler") == -2
+    token = broker.acquire_lock("scheduler", ttl_ms=5_000)
+    assert token is not None
+    assert 0 < broker.lock_ttl_ms("scheduler") <= 5_000
+    assert broker.lock_ttl_ms("scheduler") == broker.client.pttl(broker.key("lock", "scheduler"))

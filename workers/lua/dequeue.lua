@@ -24,8 +24,7 @@
   An id that already holds a lease is dropped from ready, never returned (invariant 7).
   A queue whose ready set is not empty after the pop gets marker 0: the next idle worker wakes.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include _now.lua
 
 local remaining = tonumber(ARGV[1])
 local expiry = now + tonumber(ARGV[2])

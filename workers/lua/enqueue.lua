@@ -16,8 +16,7 @@
   Leases are not checked: PostgreSQL decided the job is not running. "Now" is Redis TIME.
   Marker: score 0 if anything became ready, else lowered (ZADD LT) to the earliest run_at.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include _now.lua
 
 local readyIds, readyAdd = {}, {}
 local delayedIds, delayedAdd, scoreSet = {}, {}, {}

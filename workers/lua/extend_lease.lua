@@ -24,8 +24,7 @@
     no lease, but queued  -> lost (the job was given back or re-queued meanwhile)
     another token         -> lost (someone else owns the job)
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include _now.lua
 local expiry = now + tonumber(ARGV[1])
 local worker = ARGV[2]
 

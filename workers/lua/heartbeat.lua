@@ -12,14 +12,19 @@
 
   Output:
     heartbeat time, ms (Redis TIME)
+
+  Bounded: at most 100 silent workers are forgotten per heartbeat (a backlog drains over the next
+  heartbeats, each worker beating every few seconds).
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include _now.lua
 
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 if #ARGV > 3 then
   redis.call('HSET', KEYS[2], unpack(ARGV, 4))
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+local silent = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, 100)
+if #silent > 0 then
+  redis.call('ZREM', KEYS[1], unpack(silent))
+end
 return now

@@ -13,8 +13,7 @@
     { id, token, queue, id, token, queue, ... } for leases whose expiry < now, earliest first
     ("" for a token or queue Redis does not have).
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include _now.lua
 
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 1, 'LIMIT', 0, tonumber(ARGV[1]))
 if #ids == 0 then

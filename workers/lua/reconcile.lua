@@ -24,8 +24,7 @@
   Running: no lease -> lease with expiry now + lease ms and PostgreSQL's token; the id leaves ready and
   delayed of its queue. If no live worker extends it, the reaper handles it when it expires.
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- @include _now.lua
 local expiry = now + tonumber(ARGV[1])
 local nq = tonumber(ARGV[2])
 local np = tonumber(ARGV[3 + nq])
