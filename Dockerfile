@@ -9,9 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first so code changes reuse this layer.
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
+# Dependencies first so code changes reuse this layer: exactly the releases pinned in requirements.lock,
+# each checked against its hash (the lock is made from requirements.txt by `make lock`).
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # Only what runs in production (no .venv, .local or tests). Add new apps here as well: the
 # collectstatic below imports every INSTALLED_APP, so a missing one fails the build.

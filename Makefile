@@ -7,15 +7,22 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 EMBEDDED := $(PY) -m jobqueue_site.embedded
 PYTEST_ARGS ?=
+# `make lock` pins for the image's platform (Linux x86_64, CPython 3.12) whatever machine runs it, with
+# the hashes of every file of each pinned release. Pins already in a lock file are kept unless
+# UPGRADE=1 (`make lock UPGRADE=1` moves every pin to the newest release inside its range).
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.12 \
+	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 
-.PHONY: venv run test lint bench clean-data
+.PHONY: venv run test lint typecheck lock bench clean-data
 
 venv: $(STAMP)
 
-# Re-runs pip only when a requirements file is newer than the stamp. Python 3.12 is, in order:
+# Installs exactly the pinned, hash-checked releases of requirements-dev.lock (runtime + dev); re-runs
+# pip only when a lock file is newer than the stamp. requirements*.txt hold the ranges the locks are
+# made from: after editing one, run `make lock`. Python 3.12 is, in order:
 # $(PYTHON), python3.12 on PATH, or a pyenv-installed 3.12 (a pyenv shim on PATH may exist
 # without working, so every candidate is asked for its version).
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.lock requirements-dev.lock
 	@set -euo pipefail; \
 	is312() { "$$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1; }; \
 	if [ ! -x "$(PY)" ]; then \
@@ -40,7 +47,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	  echo "creating $(VENV) with $$py"; \
 	  "$$py" -m venv "$(VENV)"; \
 	fi; \
-	"$(PY)" -m pip install --disable-pip-version-check -r requirements-dev.txt; \
+	"$(PY)" -m pip install --disable-pip-version-check --require-hashes -r requirements-dev.lock; \
 	touch "$@"
 
 run: venv
@@ -49,10 +56,22 @@ run: venv
 test: venv
 	$(EMBEDDED) run --profile test -- $(PY) -m pytest $(PYTEST_ARGS)
 
-# Checks only: never rewrites anyone's files.
+# Checks only: never rewrites anyone's files. lint-imports checks the layering contracts in
+# .importlinter (docs/layout.md).
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo --cache-dir .local/import-linter
+
+# mypy with the django-stubs plugin; which files and how strictly: [tool.mypy] in pyproject.toml.
+typecheck: venv
+	$(PY) -m mypy
+
+# Re-pins requirements.lock from requirements.txt, then requirements-dev.lock from requirements-dev.txt
+# under the runtime pins (so both files pin every shared package alike). Needs the package index.
+lock: venv
+	$(LOCK) -o requirements.lock requirements.txt
+	$(LOCK) -c requirements.lock -o requirements-dev.lock requirements-dev.txt
 
 bench: venv
 	$(EMBEDDED) run --profile test -- $(PY) bench/throughput.py

@@ -138,7 +138,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "jobqueue_site.storage.StaticFilesStorage"  # WhiteNoise + hashed ES-module imports
     },
 }
 
@@ -210,6 +210,8 @@ JOBQUEUE_FULL_RECONCILE_INTERVAL = env_float("JOBQUEUE_FULL_RECONCILE_INTERVAL",
 JOBQUEUE_DISCOVER_MODULES = env_list("JOBQUEUE_DISCOVER_MODULES", ["jobs", "tasks"])
 # Extra modules (outside installed apps) that register job types, imported at startup.
 JOBQUEUE_IMPORTS = env_list("JOBQUEUE_IMPORTS", [])
+# Register the demo job types of jobs/demo_types.py (noop, email.send, …) at startup.
+JOBQUEUE_DEMO_TYPES = env_bool("JOBQUEUE_DEMO_TYPES", True)
 
 # --- Scheduling (cron schedules, pruning) ------------------------------------
 # The scheduler leader's Redis lock: renewed every third of this, taken over by a follower when it
