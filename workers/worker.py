@@ -395,7 +395,9 @@ class Worker:
             self._give_back(waiting)
             while any(not r.done for r in self.inflight.values()) and time.monotonic() < deadline:
                 self._wait_events(0.05)
-                if len(self.outcomes) >= FLUSH_SIZE:
+                # Record what finished at once: a second Ctrl-C (SIGKILL) must not lose a finished
+                # job's success and have the reaper run it again. The 50 ms wait batches them.
+                if self.outcomes:
                     self._settle_now()
             self._wait_events(0)
             self._settle_now()
