@@ -25,7 +25,14 @@ import pytest
 from jobqueue_site.devrun import daphne_command
 from tests.helpers import REPO  # noqa: E402
 
-SKIP_REASON = "chromium not installed: browser tests skipped"
+SKIP_REASON = (
+    "chromium not installed (no /usr/bin/chromium, no `chromium` on PATH): browser tests skipped; "
+    "`apt-get install chromium` (what .ci/run does) to run them"
+)
+CI_MISSING_CHROMIUM = (
+    "CI is set but chromium is not installed (no /usr/bin/chromium, no `chromium` on PATH): .ci/run "
+    "installs it, so its install failed; browser tests must run in CI, not skip"
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -43,6 +50,16 @@ def chromium_path() -> str | None:
     if Path("/usr/bin/chromium").exists():
         return "/usr/bin/chromium"
     return shutil.which("chromium")
+
+
+def running_in_ci() -> bool:
+    """CI runners (and .ci/run) set ``CI=true``."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def skip_browser_tests() -> bool:
+    """Skip only outside CI: in CI a missing chromium is an error (``launch_chromium`` fails then)."""
+    return chromium_path() is None and not running_in_ci()
 
 
 def free_port() -> int:
@@ -107,6 +124,8 @@ def daphne_server(env: dict[str, str], tmp_path: Path) -> Iterator[Daphne]:
 def launch_chromium(playwright: Any) -> Any:
     executable = chromium_path()
     if executable is None:
+        if running_in_ci():
+            pytest.fail(CI_MISSING_CHROMIUM, pytrace=False)
         pytest.skip(SKIP_REASON)
     return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
 

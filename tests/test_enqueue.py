@@ -47,6 +47,7 @@ def test_a_future_run_at_makes_the_job_scheduled_and_delayed_in_redis(broker):
 def test_enqueue_inside_a_rolled_back_transaction_leaves_nothing_to_run(broker):
     with pytest.raises(RuntimeError), transaction.atomic():
         job = services.enqueue("noop")
+        dispatch.flush()  # whatever was handed to the pusher so far has reached Redis
         assert broker.location(str(job.id), "default") is None  # the push waits for the commit
         raise RuntimeError("roll back")
 
@@ -58,6 +59,7 @@ def test_enqueue_inside_a_rolled_back_transaction_leaves_nothing_to_run(broker):
 def test_enqueue_inside_a_committed_transaction_dispatches_on_commit(broker):
     with transaction.atomic():
         job = services.enqueue("noop")
+        dispatch.flush()  # whatever was handed to the pusher so far has reached Redis
         assert broker.location(str(job.id), "default") is None
     dispatch.flush()
     assert broker.location(str(job.id), "default") == "ready"

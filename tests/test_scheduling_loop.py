@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -76,5 +77,7 @@ def test_the_leader_prunes_in_the_background() -> None:
     assert leader.pruner is not None
     leader.pruner.join(timeout=30)
     assert not Job.objects.filter(pk=old.pk).exists()
+    first_pruner, next_prune = leader.pruner, leader.next_prune
     leader._round()  # not due again for an hour
-    assert leader.next_prune > 0 and not leader.pruner.is_alive()
+    assert leader.pruner is first_pruner and leader.next_prune == next_prune  # no second pruning
+    assert 3500 < next_prune - time.monotonic() <= 3600

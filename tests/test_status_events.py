@@ -88,6 +88,7 @@ def test_a_worker_run_reaches_the_channel_layer_after_commit_in_order(start_work
         }
     }
     import threading
+    import time
 
     messages: list[dict] = []
     loop = asyncio.new_event_loop()
@@ -98,6 +99,7 @@ def test_a_worker_run_reaches_the_channel_layer_after_commit_in_order(start_work
     try:
         with transaction.atomic():
             job = services.enqueue("test.ok", kwargs={"value": "secret-ish"})
+            time.sleep(1.0)  # ten flushes and receives: an event sent before the commit would be here
             assert not messages
         start_worker("--queues", "default", env={"JOBQUEUE_REDIS_PREFIX": redis_prefix})
         wait_until(lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED, what="the job to run")

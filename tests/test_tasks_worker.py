@@ -141,9 +141,9 @@ def test_failing_tasks_retry_then_land_in_the_dead_letters_and_operators_can_ret
     assert [e.exception_class_path for e in permanent.errors] == ["jobs.errors.PermanentError"]
     assert DeadLetter.objects.filter(job_id=permanent.id).exists()
 
-    services.retry_dead_letter(dead.pk)
-    failing.refresh()
-    assert failing.status in (TaskResultStatus.READY, TaskResultStatus.RUNNING, TaskResultStatus.FAILED)
+    requeued = services.retry_dead_letter(dead.pk)
+    assert requeued.status == JobStatus.QUEUED
+    assert DeadLetter.objects.get(pk=dead.pk).resolution == DeadLetter.Resolution.RETRIED
     wait_until(lambda: JobAttempt.objects.filter(job_id=failing.id).count() == 3, what="the operator's retry")
     _finished(failing)
     assert failing.status == TaskResultStatus.FAILED and failing.attempts == 3 and len(failing.errors) == 3
