@@ -57,6 +57,12 @@ def get_broker() -> Broker:
     return _broker
 
 
+def stale_after_ms() -> int:
+    """A worker that missed about three heartbeats is stale: the one rule every page and metric uses
+    (its info hash in Redis expires at the same age)."""
+    return int(settings.JOBQUEUE_HEARTBEAT_SECONDS * 3 * 1000)
+
+
 def reset_broker() -> None:
     """Forget the cached broker (after fork, or when settings change in tests); queued pushes keep theirs."""
     global _broker

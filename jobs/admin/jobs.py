@@ -211,11 +211,11 @@ class JobAdmin(ReadOnlyOperatorAdmin):
     def backoff_display(self, job: Job) -> SafeString:
         return pretty_json(job.backoff)
 
-    @admin.display(description="dead letter")
     @admin.display(description="Live view")
     def dashboard_link(self, job: Job) -> SafeString:
         return format_html('<a href="{}">open on the dashboard</a>', reverse("dashboard:job", args=[job.pk]))
 
+    @admin.display(description="dead letter")
     def dead_letter_link(self, job: Job) -> SafeString | str:
         dead = DeadLetter.objects.filter(job_id=job.pk).only("id", "resolution").first()
         if dead is None:

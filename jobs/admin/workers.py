@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
@@ -25,13 +24,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.safestring import SafeString
 
 from jobs.admin.display import badge, badge_css, format_duration, short_id
-from jobs.dispatch import get_broker
+from jobs.dispatch import get_broker, stale_after_ms
 from workers.models import Worker
-
-
-def stale_after_ms() -> int:
-    """A worker that missed about three heartbeats is stale (its info hash expires at the same age)."""
-    return int(settings.JOBQUEUE_HEARTBEAT_SECONDS * 3 * 1000)
 
 
 @dataclass(frozen=True)

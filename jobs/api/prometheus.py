@@ -28,6 +28,7 @@ from prometheus_client.utils import floatToGoString
 
 from jobs import metrics
 from jobs.api.stats import postgres_view, redis_view
+from jobs.dispatch import stale_after_ms
 from workers.broker import Broker
 
 logger = logging.getLogger("jobs.api")
@@ -66,7 +67,7 @@ class QueueCollector(Collector):
         broker = self.broker
         snap = metrics.snapshot(broker)
         live = redis_view(broker, list(settings.JOBQUEUE_QUEUES))
-        workers = broker.workers(int(3 * settings.JOBQUEUE_HEARTBEAT_SECONDS * 1000))
+        workers = broker.workers(stale_after_ms())
 
         finished = CounterMetricFamily(
             "jobqueue_jobs_finished_total",

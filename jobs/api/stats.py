@@ -23,6 +23,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs import metrics
+from jobs.dispatch import stale_after_ms
 from jobs.models import ACTIVE_STATUSES, JOB_SEQ_SEQUENCE, JobStatus
 from workers.broker import Broker
 
@@ -153,8 +154,7 @@ def build_stats(broker: Broker) -> dict[str, Any]:
     finished: Counter[str] = Counter()
     for (_type, _queue, status), count in snap.outcomes.items():
         finished[status] += count
-    stale_ms = int(3 * settings.JOBQUEUE_HEARTBEAT_SECONDS * 1000)
-    workers = broker.workers(stale_ms)
+    workers = broker.workers(stale_after_ms())
     alive = sum(1 for worker in workers if worker.get("alive"))
     last_minute, last_hour = windows(snap.per_minute)
     dispatch = {

@@ -32,7 +32,7 @@ from jobs.api.pagination import DeadLetterCursorPagination, JobCursorPagination
 from jobs.api.parsers import StrictJSONParser
 from jobs.api.permissions import ActionPermissions, CanScrapeMetrics, effective_action
 from jobs.api.throttling import JobCreateThrottle
-from jobs.dispatch import get_broker
+from jobs.dispatch import get_broker, stale_after_ms
 from jobs.models import DeadLetter, Job, JobStatus
 
 # Room for the other fields and pretty-printing around a payload at the limit; the exact limit is the
@@ -259,9 +259,8 @@ class WorkerListView(APIDefaults, APIView):
         responses={200: serializers.WorkerSerializer(many=True), **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        stale_ms = int(3 * settings.JOBQUEUE_HEARTBEAT_SECONDS * 1000)
         workers = []
-        for info in sorted(get_broker().workers(stale_ms), key=lambda w: str(w["id"])):
+        for info in sorted(get_broker().workers(stale_after_ms()), key=lambda w: str(w["id"])):
             workers.append(
                 {
                     "id": info["id"],
