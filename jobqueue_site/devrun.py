@@ -3,6 +3,12 @@
 Why: one command should give a working system (migrated schema, admin CSS, a login) and one
 Ctrl-C should stop all of it cleanly, letting workers finish in-flight jobs. Run inside
 ``python -m jobqueue_site.embedded run --profile dev --``, which provides DATABASE_URL/REDIS_URL.
+
+Ours rather than honcho/foreman or supervisord: those start a Procfile's processes side by side,
+but ``make run`` must first migrate, collect static files and create the admin login, check the
+port is free, wait for the web server to answer before printing the URLs and the login, and turn
+one Ctrl-C into one SIGTERM per child (so workers finish their jobs) with a SIGKILL deadline; that
+is most of this module, and a process manager would add a dependency without removing it.
 """
 
 from __future__ import annotations
