@@ -43,7 +43,7 @@ from benchenv import delete_redis_prefix, isolate  # noqa: E402  (bench/ is on s
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.browser import CHROMIUM_ARGS, chromium_path  # noqa: E402  (one list of flags for tests and bench)
+from tests.support.browser import CHROMIUM_ARGS, chromium_path  # noqa: E402  (one list of flags for tests and bench)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -16,12 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
-import tests.jobtypes  # noqa: F401  (registers the test job types in this process too)
+import tests.support.jobtypes  # noqa: F401  (registers the test job types in this process too)
 from jobs.dispatch import get_broker, reset_broker
-from tests.helpers import REPO, ManagePyProcesses, WorkerProcess
+from tests.support.helpers import ManagePyProcesses, WorkerProcess
 from workers.broker import Broker
-
-__all__ = ["REPO"]
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +73,7 @@ def worker_env(redis_prefix: str, transactional_db: None) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": _test_database_url(),
         "JOBQUEUE_REDIS_PREFIX": redis_prefix,
-        "JOBQUEUE_IMPORTS": "tests.jobtypes",
+        "JOBQUEUE_IMPORTS": "tests.support.jobtypes",
         "JOBQUEUE_LEASE_SECONDS": "2",
         "JOBQUEUE_REAP_INTERVAL": "0.3",
         "JOBQUEUE_RECONCILE_INTERVAL": "1",

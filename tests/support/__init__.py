@@ -1,0 +1,1 @@
+"""What the test layers share: helpers, test job types and tasks, the browser driver, the Lua check."""
