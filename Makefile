@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.12 \
 	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 
-.PHONY: venv run test lint typecheck lock bench clean-data
+.PHONY: venv run test test-unit test-integration test-processes test-browser lint typecheck lock bench clean-data
 
 venv: $(STAMP)
 
@@ -56,12 +56,18 @@ run: venv
 test: venv
 	$(EMBEDDED) run --profile test -- $(PY) -m pytest $(PYTEST_ARGS)
 
+# One layer of tests/ (docs/layout.md, "Tests"): `make test PYTEST_ARGS=tests/<layer>`, with any
+# PYTEST_ARGS given appended (`make test-processes PYTEST_ARGS="-x -k sigterm"`).
+test-unit test-integration test-processes test-browser: test-%: venv
+	$(EMBEDDED) run --profile test -- $(PY) -m pytest tests/$* $(PYTEST_ARGS)
+
 # Checks only: never rewrites anyone's files. lint-imports checks the layering contracts in
-# .importlinter (docs/layout.md).
+# .importlinter (docs/layout.md); then the typecheck (below), so .ci/run enforces it too.
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports --no-logo --cache-dir .local/import-linter
+	$(PY) -m mypy
 
 # mypy with the django-stubs plugin; which files and how strictly: [tool.mypy] in pyproject.toml.
 typecheck: venv

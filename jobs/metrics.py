@@ -137,13 +137,14 @@ def record_round(
         minute[status] += 1
         seconds = max((outcome.finished_at - outcome.job.started_at).total_seconds(), 0.0)
         durations[f"{job_type}|{_bucket(seconds)}"] += 1
-        duration_sums[job_type] += seconds
+        # Sums are floats (HINCRBYFLOAT): Counter adds them fine, but typeshed types its values as int.
+        duration_sums[job_type] += seconds  # type: ignore[assignment]
     for job in claimed:
         due = max(job.created_at, job.run_at) if job.run_at else job.created_at
         seconds = max((job.started_at - due).total_seconds(), 0.0)
         queue = queue_label(job.queue)
         pickups[f"{queue}|{_bucket(seconds)}"] += 1
-        pickup_sums[queue] += seconds
+        pickup_sums[queue] += seconds  # type: ignore[assignment]  # a float sum, as above
         minute["started"] += 1
     _add(
         broker,
@@ -246,12 +247,17 @@ def _histograms(raw: dict[str, str], sums: dict[str, str]) -> dict[str, Histogra
     return {label: Histogram(buckets, float(sums.get(label, 0))) for label, buckets in result.items()}
 
 
+def _outcome_key(field: str) -> tuple[str, str, str]:
+    job_type, queue, status = field.split("|", 2)  # as record_round writes it: type|queue|status
+    return job_type, queue, status
+
+
 def snapshot(broker: Broker) -> Snapshot:
     flush()  # this process's own counts first, so a reader sees what it just did
     now_minute = int(time.time() // 60)
     hashes, minutes = broker.read_metrics(HASHES, range(now_minute - 59, now_minute + 1))
     return Snapshot(
-        outcomes={tuple(field.split("|", 2)): int(value) for field, value in hashes["outcomes"].items()},
+        outcomes={_outcome_key(field): int(value) for field, value in hashes["outcomes"].items()},
         duration=_histograms(hashes["duration"], hashes["duration_sum"]),
         pickup=_histograms(hashes["pickup"], hashes["pickup_sum"]),
         per_minute=[{name: int(value) for name, value in bucket.items()} for bucket in minutes],

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.client import PubSub
@@ -450,6 +450,8 @@ class Broker:
             raise ValueError("Broker needs a redis.Redis client created with decode_responses=True")
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"invalid key prefix {prefix!r}: must be non-empty and carry no hash tag")
+        # redis-py types replies as bytes | str, not knowing decode_responses; it is required above, so
+        # the few direct client replies below are cast to str (script replies from _run are Any).
         self.client = client
         self.prefix = prefix
 
@@ -610,7 +612,9 @@ class Broker:
     def workers(self, stale_after_ms: int) -> list[dict[str, object]]:
         """Known workers with their info, ``last_heartbeat_ms`` and ``alive`` (recent heartbeat)."""
         now = self.now_ms()
-        members: list[tuple[str, float]] = self.client.zrange(self.key("workers"), 0, -1, withscores=True)
+        members = cast(  # str members: decode_responses (see __init__)
+            "list[tuple[str, float]]", self.client.zrange(self.key("workers"), 0, -1, withscores=True)
+        )
         pipe = self.client.pipeline(transaction=False)
         for worker, _ in members:
             pipe.hgetall(self.key("worker", worker))
@@ -636,7 +640,10 @@ class Broker:
         """
         by_key = {self.key("marker", q): q for q in queues}
         # Redis reads a timeout that rounds to 0 ms as "block forever": never send one below 10 ms.
-        reply = self.client.bzpopmin(list(by_key), timeout=max(timeout, 0.01))
+        # (key, member, score), str: decode_responses (see __init__)
+        reply = cast(
+            "tuple[str, str, float] | None", self.client.bzpopmin(list(by_key), timeout=max(timeout, 0.01))
+        )
         if reply is None:
             return None
         marker, _member, score = reply
@@ -734,7 +741,8 @@ class Broker:
 
     def cached_stats(self) -> str | None:
         """The stats API's cached PostgreSQL view (JSON text), or None once it expired."""
-        return self.client.get(self.key("api", "stats", "postgres"))
+        # str: decode_responses (see __init__)
+        return cast("str | None", self.client.get(self.key("api", "stats", "postgres")))
 
     def cache_stats(self, text: str, ttl_ms: int) -> None:
         """Share the PostgreSQL view with every web process for ``ttl_ms``."""

@@ -100,7 +100,10 @@ class Maintenance:
         )
         # The window reaches back past the rows the previous pass skipped as too fresh.
         lookback = self.reconcile_interval * 2 + services.RECONCILE_SETTLE_SECONDS
-        since = None if full else self.last_reconcile - timedelta(seconds=lookback)
+        # (full is already true when there was no previous pass; the None check narrows the type)
+        since = (
+            None if full or self.last_reconcile is None else self.last_reconcile - timedelta(seconds=lookback)
+        )
 
         def run() -> None:
             services.reconcile(self.broker, since=since)

@@ -93,7 +93,8 @@ class Supervisor:
         self.stopping = True
         logger.info("supervisor got %s: stopping workers gracefully", signal.Signals(signum).name)
         for slot in self.slots:
-            if slot.process is not None and slot.process.is_alive():
+            # A started process has a pid (None only before start()), and is_alive() implies started.
+            if slot.process is not None and slot.process.is_alive() and slot.process.pid is not None:
                 os.kill(slot.process.pid, signal.SIGTERM)
 
     def _spawn(self, slot: Slot) -> None:
@@ -141,7 +142,7 @@ class Supervisor:
                 self._spawn(slot)
 
     def _kill(self, slot: Slot) -> None:
-        if slot.process is not None and slot.process.is_alive():
+        if slot.process is not None and slot.process.is_alive() and slot.process.pid is not None:
             os.kill(slot.process.pid, signal.SIGKILL)
 
     def _stop_all(self) -> int:

@@ -12,7 +12,9 @@ signals for jobs (none are connected).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connection, transaction
 from django.db.models.deletion import DatabaseOnDelete, get_candidate_relations_to_delete
@@ -20,6 +22,10 @@ from django.db.models.deletion import DatabaseOnDelete, get_candidate_relations_
 from jobs.errors import IllegalTransition
 from jobs.models import Job, JobStatus
 from jobs.services import sql
+
+if TYPE_CHECKING:
+    from django.db.models.fields.reverse_related import ForeignObjectRel
+    from django.db.models.options import Options
 
 TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
@@ -34,7 +40,7 @@ def delete_finished(status: str, finished_before: datetime, limit: int) -> int:
     """
     if status not in TERMINAL:
         raise IllegalTransition(f"only finished jobs can be deleted, not {status!r} ones", status=status)
-    params = {"status": status, "cutoff": finished_before, "limit": limit}
+    params: dict[str, str | datetime | int] = {"status": status, "cutoff": finished_before, "limit": limit}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_DELETE_SQL, params)
         return cursor.rowcount
@@ -54,7 +60,10 @@ def database_actions() -> list[str] | None:
     Hidden reverse relations (``related_name="+"``) included, as the ORM's own collector counts them.
     """
     actions = []
-    for relation in get_candidate_relations_to_delete(Job._meta):
+    opts: Options[Any] = Job._meta  # the stub wants Options[Model] and Options is invariant
+    # The stub says Field; Django yields the reverse relations (ForeignObjectRel) of opts.get_fields().
+    relations = cast("Iterable[ForeignObjectRel]", get_candidate_relations_to_delete(opts))
+    for relation in relations:
         on_delete = relation.on_delete
         if not isinstance(on_delete, DatabaseOnDelete):
             return None

@@ -60,7 +60,9 @@ def expire_leases(broker: Broker, limit: int = 1000) -> int:
         started,
         created,
     ) in rows:
-        if token != tokens.get(str(job_id)):
+        # The claim sets lease_token and started_at whenever it sets status 'running', so a running row
+        # lacking either holds no lease of ours; the None checks only narrow the nullable columns.
+        if token is None or started is None or token != tokens.get(str(job_id)):
             continue
         claimed = Claimed(
             id=str(job_id),
@@ -126,13 +128,13 @@ def reconcile(
     )
     if since is not None:
         queryset = queryset.filter(updated_at__gte=since)
-    queryset = queryset.order_by("-priority", "seq").values_list(
+    ordered = queryset.order_by("-priority", "seq").values_list(
         "id", "seq", "queue", "priority", "status", "run_at", "lease_token"
     )
     added = 0
     last: tuple[int, int] | None = None
     while True:
-        page = queryset
+        page = ordered
         if last is not None:
             prio, seq = last
             page = page.filter(priority__lt=prio) | page.filter(priority=prio, seq__gt=seq)

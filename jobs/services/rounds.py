@@ -9,7 +9,6 @@ metrics. Recovery's reaper finishes expired leases through the same statement.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,7 +50,7 @@ def after_failure(
         policy = Backoff(
             settings.JOBQUEUE_BACKOFF_BASE, settings.JOBQUEUE_BACKOFF_MAX, settings.JOBQUEUE_BACKOFF_JITTER
         )
-    run_at = now + timedelta(seconds=policy.delay(job.attempt, random))
+    run_at = now + timedelta(seconds=policy.delay(job.attempt))  # jitter from the module-level random
     return Outcome(job, JobStatus.RETRYING, outcome, now, error=error, traceback=tb, run_at=run_at)
 
 

@@ -290,12 +290,12 @@ def submit(
                 raise IdempotencyConflict(
                     f"Idempotency key {idempotency_key!r} was already used for a different request."
                 )
-            job = Job.objects.filter(pk=job_id).first() if job_id else None
-            if job is None:
+            existing = Job.objects.filter(pk=job_id).first() if job_id else None
+            if existing is None:
                 raise IdempotencyConflict(
                     f"Idempotency key {idempotency_key!r} was used for a job that has since been pruned."
                 )
-            return Submitted(job, False)
+            return Submitted(existing, False)
         (job,) = _insert([row], owner_id, idempotency_key)
         cursor.execute(_LINK_KEY_SQL, [job.id, inserted[0]])
     transaction.on_commit(partial(announce, [job]))

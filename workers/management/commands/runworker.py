@@ -7,6 +7,8 @@ channels' consumer runner of the same name, is the one Django runs.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -16,7 +18,7 @@ from workers.supervisor import Supervisor
 from workers.worker import WorkerConfig
 
 
-def _positive_int(name: str, minimum: int):
+def _positive_int(name: str, minimum: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
             value = int(raw)
@@ -69,7 +71,8 @@ class Command(BaseCommand):
             help="seconds SIGTERM waits for running jobs (default JOBQUEUE_SHUTDOWN_GRACE)",
         )
 
-    def handle(self, *args: object, **options: object) -> None:
+    # Any, as in BaseCommand.handle: argparse's values (all str here but --burst's bool, or None).
+    def handle(self, *args: Any, **options: Any) -> None:
         queues = _queues(options["queues"] or ",".join(settings.JOBQUEUE_QUEUES))
         processes = _positive_int("processes", 1)(options["processes"])
         threads = _positive_int("threads", 1)(options["threads"])
