@@ -1,7 +1,7 @@
 """Queue metrics kept in Redis, so every worker process adds to the same counters.
 
 The worker records each settle round with one pipelined round trip (no scripts in
-the pipeline, DESIGN.md batching contract). Labels come only from the registry
+the pipeline: docs/design.md, "Batching"). Labels come only from the registry
 and JOBQUEUE_QUEUES, so their number stays bounded. Readers (the stats API and
 ``/metrics``) use ``snapshot()``. The keys are the broker's (``Broker.add_metrics`` /
 ``read_metrics``); which types count as registered is told by the app at start-up

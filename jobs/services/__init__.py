@@ -2,10 +2,10 @@
 
 Each transition checks that the job's current status allows it (an illegal one
 raises and changes nothing), writes PostgreSQL, and only after the commit
-touches Redis (DESIGN.md invariant 2: commit, then release). The worker's hot
-path goes through ``settle()``: one transaction that records a batch of
-finished attempts and claims a batch of popped jobs with two set-based
-statements, never one round trip per job.
+touches Redis (docs/design.md, invariant 2: commit, then release). The worker's
+hot path goes through ``settle()``: ONE autocommit statement whose CTEs record a
+batch of finished attempts and claim a batch of popped jobs, never one round
+trip per job.
 
 A package, one module per kind of caller, all named from here (``services.enqueue``...):
 
