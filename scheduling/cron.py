@@ -33,12 +33,28 @@ ALIASES: dict[str, str] = {
 FIELDS = (
     ("minute", "0-59"),
     ("hour", "0-23"),
-    ("day-of-month", "1-31 or L"),
+    ("day-of-month", "1-31"),
     ("month", "1-12 or jan-dec"),
     ("day-of-week", "0-7 (0 and 7 are Sunday) or sun-sat"),
 )
 
 _NAMES_RE = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|sun|mon|tue|wed|thu|fri|sat")
+
+# Standard cron syntax, field by field: *, a number or name, a range a-b, a step (*/n, a-b/n, a/n),
+# and comma lists of those. croniter's extensions (L, W, #, ?, seconds or year fields, @reboot) are
+# not part of what the form and the docs describe, so a new expression may not use them.
+_ITEM = r"(?:\*|{v}(?:-{v})?)(?:/[0-9]{{1,2}})?"
+_VALUE = {"month": r"(?:[0-9]{1,2}|[a-z]{3})", "day-of-week": r"(?:[0-9]|[a-z]{3})"}
+_FIELD_RE = {
+    name: re.compile("^{i}(?:,{i})*$".format(i=_ITEM.format(v=_VALUE.get(name, r"[0-9]{1,2}"))))
+    for name, _allowed in FIELDS
+}
+
+IANA_AREAS = frozenset(
+    {"Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian"}
+    | {"Pacific", "Etc"}
+)
+"""Time zones a schedule may name: ``UTC`` and ``Area/Location`` in these areas (docs/scheduling.md)."""
 
 MAX_SCAN = 5000
 """Most fire times one catch-up walks through; beyond that only the most recent ones are considered."""
@@ -93,10 +109,33 @@ def _field_problem(fields: list[str]) -> str | None:
     return None
 
 
+def _syntax_problem(fields: list[str]) -> str | None:
+    """Name the first field outside standard cron syntax (croniter's extensions included)."""
+    for (name, allowed), value in zip(FIELDS, fields, strict=True):
+        if not _FIELD_RE[name].match(value.lower()):
+            return (
+                f"The {name} field {_quoted(value)} is invalid: allowed values are {allowed}, "
+                "with * , - and / (extensions such as L, W, # and ? are not supported)."
+            )
+    return None
+
+
+def _quoted(text: str) -> str:
+    """A client's text inside a message: quoted, printable, at most 64 characters."""
+    shown = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+    return f"'{shown[:64]}…'" if len(shown) > 64 else f"'{shown}'"
+
+
 @lru_cache(maxsize=512)
 def validate_cron(expression: str) -> str:
-    """Return the normalized expression, or raise CronError saying what is wrong with it."""
+    """Return the normalized expression, or raise CronError saying what is wrong with it.
+
+    Stricter than what :func:`iter_fire_times` can compute: a new expression must be standard
+    5-field cron or one of :data:`ALIASES`, as the help text and docs/scheduling.md describe.
+    """
     fields = expand(expression).split(" ")
+    if problem := _syntax_problem(fields):
+        raise CronError(problem)
     try:
         croniter(" ".join(fields))
     except (CroniterError, ValueError, KeyError, IndexError) as exc:
@@ -123,11 +162,29 @@ def validate_timezone(name: str) -> zoneinfo.ZoneInfo:
             raise ValueError(name)
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        close = difflib.get_close_matches(name, sorted(_iana_names()), n=3)
+        close = difflib.get_close_matches(name, sorted(filter(_schedulable, _iana_names())), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise CronError(
             f"Unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'.{hint}"
         ) from None
+
+
+def _schedulable(name: str) -> bool:
+    area, slash, _location = name.partition("/")
+    return name == "UTC" or bool(slash and area in IANA_AREAS)
+
+
+def check_timezone(name: str) -> zoneinfo.ZoneInfo:
+    """The ZoneInfo for a time zone a schedule may name (``UTC`` or an IANA ``Area/Location``), or
+    CronError. Legacy aliases that zoneinfo also knows (``EST5EDT``, ``US/Eastern``, ``GB``,
+    ``localtime``) are refused; schedules saved with one before still fire (``validate_timezone``)."""
+    zone = validate_timezone(name)
+    if not _schedulable(name):
+        raise CronError(
+            f"The time zone {_quoted(name)} is a legacy alias: use an IANA Area/Location name such as "
+            "'Europe/Berlin' or 'America/New_York', or 'UTC'."
+        )
+    return zone
 
 
 def iter_fire_times(expression: str, zone: str, after: datetime) -> Iterator[datetime]:

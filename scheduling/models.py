@@ -35,7 +35,7 @@ def validate_cron(value: str) -> None:
 
 
 def validate_timezone(value: str) -> None:
-    cron.validate_timezone(value)
+    cron.check_timezone(value)
 
 
 class MisfirePolicy(models.TextChoices):

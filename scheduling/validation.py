@@ -1,15 +1,30 @@
 """Checks a schedule's job parameters with the very rules ``jobs.services.enqueue`` applies.
 
 A schedule is validated when it is saved (admin form, API), not only when it fires, so an
-operator learns at once that a type is unknown or a handler rejects the payload.
+operator learns at once that a type is unknown or a handler rejects the payload. Its JSON
+(``args``, ``payload``) goes through ``jobs.payload``, the one check of every JSON a job carries,
+with the names the admin and the API show (``payload.name``, ``args[2]``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from jobs import services
+from jobs import payload, services
 from jobs.errors import InvalidJob
+
+SHOWN_NAME = {"args": "args", "kwargs": "payload"}  # model field -> its name in the admin and the API
+
+
+def json_errors(args: Any, kwargs: Any) -> dict[str, list[str]]:
+    """Model field -> problems of the schedule's JSON (wrong container, NUL, surrogates, depth...)."""
+    errors: dict[str, list[str]] = {}
+    for field, value, container, kind in (("args", args, list, "array"), ("kwargs", kwargs, dict, "object")):
+        if not isinstance(value, container):
+            errors[field] = [f"Must be a JSON {kind}."]
+        elif problems := payload.problems(value, SHOWN_NAME[field]):
+            errors[field] = problems
+    return errors
 
 
 def job_errors(
@@ -27,5 +42,8 @@ def job_errors(
     try:
         services.validate(spec)
     except InvalidJob as exc:
-        return exc.message_dict
-    return {}
+        errors = exc.message_dict
+    else:
+        errors = {}
+    # the same problems in the names the operator sees (services say ``kwargs.name``, they ``payload.name``)
+    return {**errors, **json_errors(args, kwargs)}

@@ -6,7 +6,6 @@ DRF's ``DateTimeField`` silently accepts naive date-times (and can overflow whil
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,65 +13,98 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-MAX_JSON_DEPTH = 32
+from jobs import payload
 
-
-def json_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be stored as ``jsonb`` (NUL, lone surrogates, too deep), or None. Iterative."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return "Strings must not contain NUL (\\u0000) characters."
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return "Strings must be valid Unicode (no lone surrogates)."
-        elif isinstance(item, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                return f"Nested too deeply: at most {MAX_JSON_DEPTH} levels."
-            if isinstance(item, dict):
-                stack.extend((key, depth) for key in item)
-                stack.extend((child, depth + 1) for child in item.values())
-            else:
-                stack.extend((child, depth + 1) for child in item)
-    return None
+MAX_JSON_DEPTH = payload.MAX_DEPTH
 
 
 def text_problem(value: str) -> str | None:
-    """The same check for a single string (query parameters, headers)."""
-    return json_problem(value)
+    """Why a single string (query parameter, header) cannot be stored, or None."""
+    return payload.text_problem(value)
 
 
-@extend_schema_field({"type": "object", "additionalProperties": True})
-class JSONObjectField(serializers.Field):
-    default_error_messages = {"not_object": "Must be a JSON object."}
+class _JobJSONField(serializers.Field):
+    """A job's JSON (``args``, ``payload``), checked by ``jobs.payload``: the rule ``enqueue`` applies."""
 
-    def to_internal_value(self, data: Any) -> dict:
-        if not isinstance(data, Mapping):
-            self.fail("not_object")
-        if problem := json_problem(data):
-            raise serializers.ValidationError(problem)
-        return dict(data)
+    container: type = object
 
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
-@extend_schema_field({"type": "array", "items": {}})
-class JSONArrayField(serializers.Field):
-    default_error_messages = {"not_array": "Must be a JSON array."}
-
-    def to_internal_value(self, data: Any) -> list:
-        if not isinstance(data, list):
-            self.fail("not_array")
-        if problem := json_problem(data):
-            raise serializers.ValidationError(problem)
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, self.container):
+            self.fail("wrong_type")
+        if problems := payload.problems(data, self.field_name):
+            raise serializers.ValidationError(problems)
         return data
 
     def to_representation(self, value: Any) -> Any:
         return value
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(_JobJSONField):
+    default_error_messages = {"wrong_type": "Must be a JSON object."}
+    container = dict
+
+
+@extend_schema_field({"type": "array", "items": {}})
+class JSONArrayField(_JobJSONField):
+    default_error_messages = {"wrong_type": "Must be a JSON array."}
+    container = list
+
+
+class JobTypeField(serializers.ChoiceField):
+    """A registered type's name; anything else is named as such, never echoed as a Python repr."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "A registered job type (see /api/job-types/).")
+        super().__init__(**kwargs)
+        self.error_messages["not_string"] = (
+            "Must be a string naming a registered job type (see /api/job-types/)."
+        )
+        names = ", ".join(str(choice) for choice in self.choices)
+        self.error_messages["unknown"] = f'Unknown job type "{{input}}". Registered types: {names}.'
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or not data:
+            self.fail("not_string")
+        if data not in self.choices:
+            shown = data if len(data) <= 64 else data[:64] + "…"
+            if text_problem(shown):
+                shown = shown.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\u0000")
+            self.fail("unknown", input=shown)
+        return data
+
+
+class StrictRegexField(serializers.RegexField):
+    """A JSON string matching the pattern (DRF's CharField would take ``1.5`` or ``true`` as text)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer (``3.0`` too): no strings such as ``"3"``, no booleans, no ``1.5``."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    """A finite JSON number: no strings or booleans (DRF's FloatField takes ``true`` as 1.0)."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        if isinstance(data, int) and abs(data) > 2**63:  # float() could overflow, and no bound is that wide
+            if data > 0 and self.max_value is not None:
+                self.fail("max_value", max_value=self.max_value)
+            if data < 0 and self.min_value is not None:
+                self.fail("min_value", min_value=self.min_value)
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class AwareDateTimeField(serializers.DateTimeField):

@@ -15,21 +15,28 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs import registry
-from jobs.api.fields import AwareDateTimeField, JSONArrayField, JSONObjectField
+from jobs.api.fields import (
+    AwareDateTimeField,
+    JobTypeField,
+    JSONArrayField,
+    JSONObjectField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictRegexField,
+)
 from jobs.models import DeadLetter, Job, JobAttempt
 from jobs.redaction import redact
 from jobs.services import QUEUE_RE, JobSpec
-
-MAX_DELAY_SECONDS = 366 * 86400
+from jobs.services.submission import MAX_DELAY_SECONDS
 
 
 class JobCreateSerializer(serializers.Serializer):
     """``POST /api/jobs/``. Unknown fields are an error (DRF would silently drop them)."""
 
-    type = serializers.ChoiceField(choices=[], help_text="A registered job type (see /api/job-types/).")
+    type = JobTypeField(choices=[])
     payload = JSONObjectField(required=False, help_text="Keyword arguments of the handler (a JSON object).")
     args = JSONArrayField(required=False, help_text="Positional arguments of the handler (a JSON array).")
-    queue = serializers.RegexField(
+    queue = StrictRegexField(
         QUEUE_RE.pattern,
         required=False,
         allow_null=True,
@@ -37,23 +44,25 @@ class JobCreateSerializer(serializers.Serializer):
         error_messages={"invalid": "Must be 1-64 characters: letters, digits, '.', '_' or '-'."},
         help_text="Default: the type's queue, else JOBQUEUE_DEFAULT_QUEUE.",
     )
-    priority = serializers.IntegerField(
+    priority = StrictIntegerField(
         required=False, allow_null=True, min_value=-100, max_value=100, help_text="Higher runs first."
     )
-    max_attempts = serializers.IntegerField(
+    max_attempts = StrictIntegerField(
         required=False, allow_null=True, min_value=1, max_value=settings.JOBQUEUE_MAX_ATTEMPTS_LIMIT
     )
     run_at = AwareDateTimeField(
-        required=False, allow_null=True, help_text="ISO 8601 with an offset. Not with delay."
+        required=False,
+        allow_null=True,
+        help_text="ISO 8601 with an offset, at most 366 days ahead (like delay). Not with delay.",
     )
-    delay = serializers.FloatField(
+    delay = StrictFloatField(
         required=False,
         allow_null=True,
         min_value=0,
         max_value=MAX_DELAY_SECONDS,
         help_text="Seconds from now. Not with run_at.",
     )
-    timeout = serializers.FloatField(
+    timeout = StrictFloatField(
         required=False,
         allow_null=True,
         min_value=0,
@@ -65,13 +74,7 @@ class JobCreateSerializer(serializers.Serializer):
         fields = super().get_fields()
         # Read at request time: the registry is filled by autodiscovery after this module is imported.
         names = [job_type.name for job_type in registry.api_types()]
-        fields["type"] = serializers.ChoiceField(
-            choices=names,
-            help_text="A registered job type (see /api/job-types/).",
-            error_messages={
-                "invalid_choice": f'Unknown job type "{{input}}". Registered types: {", ".join(names)}.'
-            },
-        )
+        fields["type"] = JobTypeField(choices=names)
         return fields
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:

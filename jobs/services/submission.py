@@ -13,7 +13,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from jobs import registry
+from jobs import payload, registry
 from jobs.backoff import Backoff
 from jobs.errors import IdempotencyConflict, InvalidJob, PayloadTooLarge, UnknownJobType
 from jobs.models import Job, JobStatus
@@ -32,6 +32,10 @@ from jobs.services._common import announce
 from jobs.values import JobSpec
 
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+MAX_DELAY_SECONDS = 366 * 86400
+"""How far ahead a job may be scheduled: the most ``delay`` accepts, and the latest ``run_at``."""
+RUN_AT_HORIZON = "Must be at most 366 days from now (the most delay accepts); earlier times run at once."
 
 _INSERT_ONE_SQL = sql.QUERIES["insert_job"]
 _INSERT_SQL = sql.QUERIES["insert_jobs"]
@@ -72,7 +76,7 @@ def _validate(spec: JobSpec, now: datetime) -> _Row:
 
     job_type = None
     if not isinstance(spec.type, str) or not spec.type:
-        bad("type", "This field is required and must be a job type name.")
+        bad("type", "Must be a string naming a registered job type.")
     else:
         try:
             job_type = registry.get(spec.type)
@@ -81,29 +85,22 @@ def _validate(spec: JobSpec, now: datetime) -> _Row:
     args, kwargs = spec.args if spec.args is not None else [], spec.kwargs if spec.kwargs is not None else {}
     if not isinstance(args, (list, tuple)):
         bad("args", "Must be a JSON array.")
+    else:
+        for problem in payload.problems(list(args), "args"):
+            bad("args", problem)
     if not isinstance(kwargs, dict):
         bad("kwargs", "Must be a JSON object.")
-    elif not all(isinstance(key, str) for key in kwargs):
-        bad("kwargs", "Keys must be strings.")
+    else:
+        for problem in payload.problems(kwargs, "kwargs"):
+            bad("kwargs", problem)
     args_json = kwargs_json = ""
     if "args" not in errors and "kwargs" not in errors:
-        try:
-            args_json = json.dumps(list(args), separators=(",", ":"), allow_nan=False)
-            kwargs_json = json.dumps(kwargs, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            bad("kwargs", f"Arguments must be JSON-serialisable: {exc}.")
-        else:
-            size = len(args_json.encode()) + len(kwargs_json.encode())
-            if size > settings.JOBQUEUE_MAX_PAYLOAD_BYTES:
-                raise PayloadTooLarge(
-                    {
-                        "kwargs": [
-                            f"Payload is {size} bytes; the limit is {settings.JOBQUEUE_MAX_PAYLOAD_BYTES}."
-                        ]
-                    }
-                )
-            if job_type is not None and (problem := job_type.check_arguments(list(args), kwargs)):
-                bad("kwargs", f"The handler for {spec.type!r} does not accept these arguments: {problem}.")
+        args_json, kwargs_json = payload.dumps(list(args)), payload.dumps(kwargs)
+        size = len(args_json.encode()) + len(kwargs_json.encode())
+        if too_large := payload.size_problem(size, settings.JOBQUEUE_MAX_PAYLOAD_BYTES):
+            raise PayloadTooLarge({"kwargs": [too_large]})
+        if job_type is not None and (binding := job_type.check_arguments(list(args), kwargs)):
+            bad("kwargs", f"The handler for {spec.type!r} does not accept these arguments: {binding}.")
 
     queue = spec.queue if spec.queue is not None else (job_type.queue if job_type else None)
     queue = queue or settings.JOBQUEUE_DEFAULT_QUEUE
@@ -124,8 +121,8 @@ def _validate(spec: JobSpec, now: datetime) -> _Row:
     if timeout is not None and (
         isinstance(timeout, bool)
         or not isinstance(timeout, (int, float))
+        or not 0 < timeout <= settings.JOBQUEUE_MAX_TIMEOUT  # false for NaN; exact for huge ints
         or not math.isfinite(timeout)
-        or not 0 < timeout <= settings.JOBQUEUE_MAX_TIMEOUT
     ):
         bad("timeout", f"Must be a number of seconds above 0 and at most {settings.JOBQUEUE_MAX_TIMEOUT:g}.")
 
@@ -134,8 +131,12 @@ def _validate(spec: JobSpec, now: datetime) -> _Row:
         bad("run_at", "Give either run_at or delay, not both.")
     elif spec.delay is not None:
         delay = spec.delay.total_seconds() if isinstance(spec.delay, timedelta) else spec.delay
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= 366 * 86400:
-            bad("delay", "Must be a number of seconds from 0 to one year.")
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, (int, float))
+            or not 0 <= delay <= MAX_DELAY_SECONDS
+        ):
+            bad("delay", f"Must be a number of seconds from 0 to {MAX_DELAY_SECONDS} (366 days).")
         else:
             run_at = now + timedelta(seconds=delay)
     elif run_at is not None:
@@ -143,6 +144,8 @@ def _validate(spec: JobSpec, now: datetime) -> _Row:
             bad("run_at", "Must be a datetime.")
         elif timezone.is_naive(run_at):
             bad("run_at", "Must be timezone-aware (include an offset such as +00:00).")
+        elif run_at > now + timedelta(seconds=MAX_DELAY_SECONDS):
+            bad("run_at", RUN_AT_HORIZON)
 
     backoff_json, backoff_dict = None, None
     if spec.backoff is not None:
@@ -321,10 +324,13 @@ def enqueue(
     Inside ``transaction.atomic()`` the push waits for the commit, so a rollback
     runs nothing. With ``idempotency_key`` a repeat returns the first job.
     """
+    # tuples become lists and mappings dicts; anything else reaches _validate as given (InvalidJob)
+    given_args: Any = list(args) if isinstance(args, (list, tuple)) else ([] if args is None else args)
+    given_kwargs: Any = dict(kwargs) if isinstance(kwargs, Mapping) else ({} if kwargs is None else kwargs)
     spec = JobSpec(
         type=type,
-        args=list(args or []),
-        kwargs=dict(kwargs or {}),
+        args=given_args,
+        kwargs=given_kwargs,
         queue=queue,
         priority=priority,
         max_attempts=max_attempts,

@@ -73,7 +73,11 @@ def test_enqueue_inside_a_committed_transaction_dispatches_on_commit(broker):
         ({"type": "noop", "timeout": -1}, "timeout", "above 0"),
         ({"type": "noop", "run_at": timezone.now().replace(tzinfo=None)}, "run_at", "timezone-aware"),
         ({"type": "test.needs_args", "kwargs": {"wrong": 1}}, "kwargs", "does not accept these arguments"),
-        ({"type": "noop", "kwargs": {"when": object()}}, "kwargs", "JSON-serialisable"),
+        (
+            {"type": "noop", "kwargs": {"when": object()}},
+            "kwargs",
+            "kwargs.when: a value of type object is not JSON",
+        ),
         ({"type": "noop", "backoff": {"base": -1}}, "backoff", "base, max, jitter"),
     ],
 )

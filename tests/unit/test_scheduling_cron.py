@@ -28,7 +28,7 @@ def fire_times(expression: str, zone: str, after: datetime, count: int) -> list[
 
 
 @pytest.mark.parametrize(
-    "expression", ["0 9 * * 1-5", "*/15 * * * *", "0 0 L * *", "30 2 1 jan-mar sun", "@daily", "@HOURLY"]
+    "expression", ["0 9 * * 1-5", "*/15 * * * *", "0 0 1,15 * *", "30 2 1 jan-mar sun", "@daily", "@HOURLY"]
 )
 def test_five_field_expressions_and_aliases_are_accepted(expression: str) -> None:
     assert cron.validate_cron(expression) == cron.normalize(expression)
