@@ -103,7 +103,7 @@ def test_dead_letter_writes_need_their_model_permissions(broker):
     retrier = client_for(make_user("retrier", "change_deadletter"))
     denied = {"detail": "You do not have permission to perform this action."}
 
-    assert job_changer.get(url).status_code == 200
+    assert job_changer.get(url).json() == denied  # reading needs jobs.view_deadletter, not job permissions
     assert job_changer.post(f"{url}retry/").json() == denied
     assert job_changer.delete(url).json() == denied
     assert retrier.delete(url).status_code == 403
@@ -137,7 +137,7 @@ def test_workers_are_listed_from_their_heartbeats(broker, settings):
     broker.heartbeat("box-2:17:bbbb", {**info, "hostname": "box-2", "pid": 17}, 60_000)
     broker.client.zadd(broker.key("workers"), {"box-2:17:bbbb": broker.now_ms() - 60_000})  # went silent
 
-    response = client_for(make_user("reader")).get("/api/workers/")
+    response = client_for(make_user("reader", "view_job")).get("/api/workers/")
 
     assert response.status_code == 200
     first, second = response.json()
@@ -151,7 +151,7 @@ def test_workers_need_authentication_and_redis(settings):
     from jobs.dispatch import reset_broker
 
     assert APIClient().get("/api/workers/").status_code == 401
-    client = client_for(make_user("reader"))
+    client = client_for(make_user("reader", "view_job"))
     settings.REDIS_URL = "unix:///nonexistent/redis.sock"
     reset_broker()
 
@@ -165,7 +165,7 @@ def test_workers_need_authentication_and_redis(settings):
 
 
 def test_job_types_describe_defaults_and_parameters_for_building_forms(settings):
-    response = client_for(make_user("reader")).get("/api/job-types/")
+    response = client_for(make_user("reader", "view_job")).get("/api/job-types/")
 
     assert response.status_code == 200
     types = {item["name"]: item for item in response.json()}

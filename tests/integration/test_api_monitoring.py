@@ -38,7 +38,7 @@ def test_stats_count_jobs_by_status_and_queue_and_reconcile_redis_with_postgresq
     retrying_job(broker, queue="low")
     queued = [services.enqueue("test.ok"), services.enqueue("test.ok", queue="high")]
     services.enqueue("test.ok", delay=3600)
-    client = client_for(make_user("reader"))
+    client = client_for(make_user("reader", "view_job"))
 
     stats = client.get("/api/stats/").json()
 
@@ -84,7 +84,7 @@ def test_stats_count_jobs_by_status_and_queue_and_reconcile_redis_with_postgresq
 
 def test_the_postgresql_counts_are_cached_briefly_in_redis(broker, settings):
     settings.JOBQUEUE_API_STATS_PG_TTL = 30
-    client = client_for(make_user("reader"))
+    client = client_for(make_user("reader", "view_job"))
     assert client.get("/api/stats/").json()["counts"]["queued"] == 0
 
     services.enqueue("test.ok")
@@ -102,7 +102,7 @@ def test_metrics_summarise_totals_queues_and_dead_letters(broker):
     services.enqueue("test.ok")
     services.enqueue("test.ok", delay=600)
 
-    response = client_for(make_user("reader")).get("/api/metrics/")
+    response = client_for(make_user("reader", "view_job")).get("/api/metrics/")
 
     assert response.status_code == 200
     metrics = response.json()
@@ -135,7 +135,7 @@ def test_the_last_minute_is_a_sliding_estimate_over_two_buckets():
 
 
 def test_stats_and_metrics_need_authentication_and_redis(settings):
-    client = client_for(make_user("reader"))
+    client = client_for(make_user("reader", "view_job"))
     for url in ("/api/stats/", "/api/metrics/"):
         assert APIClient().get(url).status_code == 401
     settings.REDIS_URL = "unix:///nonexistent/redis.sock"

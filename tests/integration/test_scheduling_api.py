@@ -41,7 +41,7 @@ def editor(django_user_model) -> APIClient:
 
 @pytest.fixture
 def reader(django_user_model) -> APIClient:
-    return client_for(django_user_model)
+    return client_for(django_user_model, "view_schedule")
 
 
 def body(**overrides: object) -> dict:
@@ -182,12 +182,15 @@ def test_unauthenticated_requests_are_refused() -> None:
     assert anonymous.post(URL, body(), format="json").status_code in (401, 403)
 
 
-def test_reading_needs_only_a_login_but_writes_need_model_permissions(
-    editor: APIClient, reader: APIClient
+def test_reading_needs_view_schedule_and_writes_need_model_permissions(
+    editor: APIClient, reader: APIClient, django_user_model
 ) -> None:
     created = create(editor)
     detail = f"{URL}{created['id']}/"
     assert reader.get(detail).status_code == 200
+    signed_in_only = client_for(django_user_model)
+    assert signed_in_only.get(URL).status_code == 403
+    assert signed_in_only.get(detail).status_code == 403
     assert reader.post(URL, body(name="other"), format="json").status_code == 403
     assert reader.patch(detail, {"enabled": False}, format="json").status_code == 403
     assert reader.delete(detail).status_code == 403

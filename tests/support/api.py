@@ -53,9 +53,17 @@ def client_for(user: Any = None, *, keyword: str = "Token") -> APIClient:
 
 
 def operator(username: str = "operator") -> APIClient:
-    """A client allowed every write of the jobs API."""
+    """A client allowed every read and write of the jobs API."""
     return client_for(
-        make_user(username, "add_job", "change_job", "change_deadletter", "delete_deadletter", "view_job")
+        make_user(
+            username,
+            "add_job",
+            "change_job",
+            "view_job",
+            "change_deadletter",
+            "delete_deadletter",
+            "view_deadletter",
+        )
     )
 
 
