@@ -29,6 +29,11 @@ from typing import IO, NoReturn
 
 REPO = Path(__file__).resolve().parent.parent
 CREDENTIALS = REPO / ".local" / "dev" / "admin-credentials.txt"
+DEV_ENV = REPO / ".local" / "dev" / "env"
+"""While ``make run`` runs: its DATABASE_URL/REDIS_URL, for ``manage.py`` in another terminal (see
+``dev_env()``). Removed when it stops; a file left by a killed run is ignored (its pid is gone).
+``JOBQUEUE_DEV_ENV_FILE`` names another file (the tests use it so as not to touch a real run's)."""
+DEV_ENV_NAMES = ("DATABASE_URL", "REDIS_URL")
 ADMIN_USERNAME = "admin"
 QUEUES = "high,default,low"
 STOP_GRACE = 35.0  # > JOBQUEUE_SHUTDOWN_GRACE (30 s): workers get to finish in-flight jobs
@@ -108,6 +113,58 @@ def ensure_admin(base_url: str) -> str:
     return (
         f"admin login: {ADMIN_USERNAME} / {password}  (shown once; saved in {CREDENTIALS.relative_to(REPO)})"
     )
+
+
+def dev_env_path() -> Path:
+    return Path(os.environ.get("JOBQUEUE_DEV_ENV_FILE") or DEV_ENV)
+
+
+def write_dev_env(path: Path | None = None) -> None:
+    """Record this run's server URLs (and its pid, so a reader can tell a stale file) in ``path``."""
+    path = path or dev_env_path()
+    lines = [
+        "# Written by `make run` while it runs; manage.py reads it when DATABASE_URL/REDIS_URL are unset.",
+        f"DEVRUN_PID={os.getpid()}",
+        *(f"{name}={os.environ[name]}" for name in DEV_ENV_NAMES if os.environ.get(name)),
+    ]
+    _write_private(path, "\n".join(lines) + "\n")
+
+
+def remove_dev_env(path: Path | None = None) -> None:
+    """Remove ``path`` if this process wrote it (a later ``make run`` may have replaced it)."""
+    path = path or dev_env_path()
+    with contextlib.suppress(OSError):
+        if _read_env_file(path).get("DEVRUN_PID") == str(os.getpid()):
+            path.unlink()
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
+
+
+def _devrun_alive(pid: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+    except (ValueError, OSError):
+        return False
+    return b"devrun" in cmdline  # `python -m jobqueue_site.devrun`; not a pid recycled by something else
+
+
+def dev_env(path: Path | None = None) -> dict[str, str]:
+    """DATABASE_URL/REDIS_URL of the running ``make run`` (empty when none runs or the file is stale)."""
+    path = path or dev_env_path()
+    try:
+        values = _read_env_file(path)
+    except OSError:
+        return {}
+    if not _devrun_alive(values.get("DEVRUN_PID", "")):
+        return {}
+    return {name: values[name] for name in DEV_ENV_NAMES if values.get(name)}
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -229,6 +286,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     for child in children:
         child.start()
+    write_dev_env()
     ready = threading.Event()
     web = children[0]
     threading.Thread(target=wait_for_http, args=(probe_host, port, web, ready, stop), daemon=True).start()
@@ -246,6 +304,7 @@ def main() -> int:
                 f"  {login}\n"
                 f"  DATABASE_URL  {os.environ.get('DATABASE_URL', '(unset: settings default)')}\n"
                 f"  REDIS_URL     {os.environ.get('REDIS_URL', '(unset: settings default)')}\n"
+                f"  manage.py in another terminal finds these through {dev_env_path()}\n"
                 f"Ctrl-C stops everything."
             )
         failed = next((c for c in children if c.proc.poll() is not None), None)
@@ -256,10 +315,14 @@ def main() -> int:
         say(f"{failed.name} exited unexpectedly (exit {failed.proc.returncode}); stopping the others")
     else:
         say(f"{signalled[0] if signalled else 'signal'} received; stopping (up to {STOP_GRACE:.0f}s)")
+    remove_dev_env()
     shutdown(children)
     say("stopped")
     return 1 if failed is not None else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        remove_dev_env()  # also after an unexpected error; a no-op when already removed

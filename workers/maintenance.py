@@ -62,10 +62,23 @@ class Maintenance:
         """One pass: clock sync, epoch check, reaper, and (when due) the reconciler."""
         self.clock_offset_ms = self.broker.now_ms() - time.time() * 1000
         epoch, created = self.broker.epoch()
-        lost_data = created or (self.epoch is not None and epoch != self.epoch)
-        self.epoch = epoch
+        known, self.epoch = self.epoch, epoch
+        lost_data = created or (known is not None and epoch != known)
+        if known is not None and epoch != known:
+            # This process saw another epoch before: Redis lost its data (restart without persistence,
+            # FLUSHALL, failover to an empty replica) while we were running.
+            logger.warning(
+                "Redis epoch changed (%s -> %s): Redis lost its data or was flushed; "
+                "rebuilding the dispatch index from PostgreSQL",
+                known,
+                epoch,
+            )
+        elif created:
+            # No epoch yet and none seen by us: a first start on this Redis (or a worker that started
+            # after Redis lost its data). Not alarming by itself: the full reconcile below checks every
+            # active job against Redis and warns only about jobs that really are missing from it.
+            logger.info("new Redis: recording epoch %s; checking PostgreSQL's active jobs against it", epoch)
         if lost_data:
-            logger.warning("Redis epoch changed (data lost or flushed): rebuilding the dispatch index")
             self.last_reconcile = None
             self.next_reconcile = 0.0
         self.reap()

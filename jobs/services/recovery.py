@@ -117,21 +117,29 @@ def reconcile(
 ) -> int:
     """Re-dispatch what PostgreSQL has and Redis lacks: every active job, or those changed since ``since``.
 
-    Runs in priority order, in batches; safe to repeat and to run twice at once
-    (invariant 4): the script adds only ids that are nowhere in Redis.
+    Runs in priority order, in batches; safe to repeat and to run twice at once (invariant 4). Each batch
+    is decided in three steps, so that only jobs really missing from Redis are re-added and counted:
+
+    1. read the active rows from PostgreSQL;
+    2. ask Redis (``reconcile.lua`` in check mode, atomically per batch) which of them it lacks;
+    3. re-read those rows: one that changed since step 1 was claimed, finished, retried or cancelled
+       meanwhile (its own transition put Redis right), so only rows unchanged since step 1 are
+       handed to ``reconcile.lua``, which again adds only ids that are nowhere in Redis.
+
+    Returns how many entries were added (what the warning reports).
     """
     lease_ms = int(settings.JOBQUEUE_LEASE_SECONDS * 1000)
-    # Rows changed in the last few seconds are skipped: their own push or finish is normally still
-    # in flight, and re-adding them would only leave stale ids for the workers to drop.
+    # Rows changed in the last few seconds are skipped: a push after a commit (enqueue, retry, run now)
+    # is normally still in flight, and a job only just committed is not yet "lost".
     queryset = Job.objects.filter(
         status__in=list(ACTIVE_STATUSES), updated_at__lt=timezone.now() - timedelta(seconds=settle_seconds)
     )
     if since is not None:
         queryset = queryset.filter(updated_at__gte=since)
     ordered = queryset.order_by("-priority", "seq").values_list(
-        "id", "seq", "queue", "priority", "status", "run_at", "lease_token"
+        "id", "seq", "queue", "priority", "status", "run_at", "lease_token", "updated_at"
     )
-    added = 0
+    added = present = moved = 0
     last: tuple[int, int] | None = None
     while True:
         page = ordered
@@ -141,18 +149,45 @@ def reconcile(
         rows = list(page[:batch])
         if not rows:
             break
-        placements, running = [], []
-        for job_id, seq, queue, priority, status, run_at, token in rows:
+        placements: list[Placement] = []
+        running: list[tuple[str, str, str]] = []
+        seen: dict[str, tuple[str, str | None, datetime]] = {}
+        for job_id, seq, queue, priority, status, run_at, token, updated in rows:
             if status == JobStatus.RUNNING:
-                if token:
-                    running.append((str(job_id), token, queue))
-                continue
-            run_at_ms = ms(run_at) if run_at is not None and status != JobStatus.QUEUED else None
-            placements.append(Placement(str(job_id), queue, ready_score(priority, seq), run_at_ms))
-        added += broker.reconcile(placements, running, lease_ms)
+                if not token:
+                    continue
+                running.append((str(job_id), token, queue))
+            else:
+                run_at_ms = ms(run_at) if run_at is not None and status != JobStatus.QUEUED else None
+                placements.append(Placement(str(job_id), queue, ready_score(priority, seq), run_at_ms))
+            seen[str(job_id)] = (status, token, updated)
+        missing = set(broker.reconcile_missing(placements, running))
+        present += len(seen) - len(missing)
+        if missing:
+            # Re-read after the Redis check: a row that moved on since step 1 is not lost.
+            unchanged = {
+                str(job_id)
+                for job_id, status, token, updated in Job.objects.filter(pk__in=list(missing)).values_list(
+                    "id", "status", "lease_token", "updated_at"
+                )
+                if seen[str(job_id)] == (status, token, updated)
+            }
+            moved += len(missing) - len(unchanged)
+            if unchanged:
+                added += broker.reconcile(
+                    [p for p in placements if p.id in unchanged],
+                    [r for r in running if r[0] in unchanged],
+                    lease_ms,
+                )
         last = (rows[-1][3], rows[-1][1])
         if len(rows) < batch:
             break
     if added:
         logger.warning("reconciler: re-dispatched %d job(s) that Redis had lost", added)
+    logger.debug(
+        "reconciler: %d job(s) present in Redis, %d moved on while checked, %d re-dispatched",
+        present,
+        moved,
+        added,
+    )
     return added

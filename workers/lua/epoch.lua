@@ -1,6 +1,8 @@
 --[[
-  Read the Redis epoch, creating it if missing: a new epoch reveals a Redis that lost its data
-  (the reconciler then rebuilds from PostgreSQL, workers re-assert their leases).
+  Read the Redis epoch, creating it if missing. A missing epoch means a Redis this deployment never
+  used (first start: the worker logs INFO) or one that lost its data; a worker that saw another epoch
+  before knows it is the latter (WARNING). Either way the reconciler then checks PostgreSQL's active
+  jobs against Redis, and warns about the ones that really are missing; workers re-assert their leases.
 
   Input:
     KEYS[1] epoch STRING                 P:{jq}:epoch
