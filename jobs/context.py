@@ -2,8 +2,11 @@
 
 A handler calls ``current_job()`` to learn its job id and attempt, log progress,
 and notice a cancel or timeout (``ctx.cancelled`` is set; ``check_cancelled()``
-raises). Python threads cannot be killed, so this cooperative signal comes first;
-the worker's supervisor replaces the process only if the handler ignores it.
+raises). An operator's cancel sets it within milliseconds of the request's commit
+(the worker's control thread), so checking every 50 ms or so is enough. Python
+threads cannot be killed, so this cooperative signal comes first; the worker's
+supervisor replaces the process only if the handler ignores it. Once a cancel is
+requested the job ends ``cancelled`` whatever the handler does afterwards.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ __all__ = [
     "ExtendResult",
     "Placement",
     "Popped",
+    "ThrottleResult",
     "ready_score",
     "script_source",
 ]
@@ -52,6 +53,9 @@ SEQ_LIMIT = 10**13
 
 WORKER_PRUNE_MS = 24 * 3600 * 1000
 """A worker silent this long leaves the workers ZSET (its info hash expired long before)."""
+
+CONTROL_TTL_MS = 10 * 60 * 1000
+"""A worker's control list expires this long after its last push: one whose worker died cleans itself up."""
 
 SCHEDULES_CHANNEL = "schedules"
 """Pub/sub channel (under the key base) on which schedule changes wake the schedulers."""
@@ -118,6 +122,22 @@ class ExtendResult:
 
     lost: list[str]
     cancel: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleResult:
+    """One sliding-window admission: ``wait_ms`` 0 if admitted, else ms until a slot frees (= ``reset_ms``).
+
+    ``remaining`` is how many more the window admits now; ``reset_ms`` when its oldest admission leaves.
+    """
+
+    wait_ms: int
+    remaining: int
+    reset_ms: int
+
+    @property
+    def admitted(self) -> bool:
+        return self.wait_ms == 0
 
 
 def ready_score(priority: int, seq: int) -> int:
@@ -254,19 +274,31 @@ def reap_expired_args(limit: int) -> list[str]:
 
 
 def cancel_keys(prefix: str, items: Sequence[tuple[str, str]]) -> list[str]:
-    keys = [make_key(prefix, "leases"), make_key(prefix, "cancel"), make_key(prefix, "ready_scores")]
+    keys = [
+        make_key(prefix, "leases"),
+        make_key(prefix, "cancel"),
+        make_key(prefix, "ready_scores"),
+        make_key(prefix, "lease_workers"),
+    ]
     for queue in _queue_index(q for _, q in items):
         keys += [make_key(prefix, "ready", queue), make_key(prefix, "delayed", queue)]
     return keys
 
 
-def cancel_args(items: Sequence[tuple[str, str]]) -> list[str]:
-    """Pairs (id, queue index)."""
+def cancel_args(
+    prefix: str, items: Sequence[tuple[str, str]], control_ttl_ms: int = CONTROL_TTL_MS
+) -> list[str]:
+    """Key base, control list TTL, then pairs (id, queue index)."""
     index = _queue_index(q for _, q in items)
-    args: list[str] = []
+    args: list[str] = [key_base(prefix), str(control_ttl_ms)]
     for job_id, queue in items:
         args += [job_id, str(index[queue])]
     return args
+
+
+def control_key(prefix: str, worker: str) -> str:
+    """``P:{jq}:control:<worker>``: LIST of job ids whose cancel the worker must pass on (``cancel.lua``)."""
+    return make_key(prefix, "control", worker)
 
 
 def _reconcile_queues(
@@ -289,11 +321,13 @@ def reconcile_keys(
 
 
 def reconcile_args(
-    placements: Sequence[Placement], running: Sequence[tuple[str, str, str]], lease_ms: int
+    placements: Sequence[Placement], running: Sequence[tuple[str, str, str]], lease_ms: int | None
 ) -> list[str]:
-    """Lease ms, distinct queues, placement count, placement quads, then running (id, token, queue index)."""
+    """Lease ms (None: "check", write nothing), distinct queues, placement count, placement quads, then
+    running (id, token, queue index)."""
     index = _reconcile_queues(placements, running)
-    args = [str(lease_ms), str(len(index)), *index, str(len(placements))]
+    mode = "check" if lease_ms is None else str(lease_ms)
+    args = [mode, str(len(index)), *index, str(len(placements))]
     for p in placements:
         args += [
             p.id,
@@ -567,12 +601,33 @@ class Broker:
         return [(reply[i], reply[i + 1], reply[i + 2]) for i in range(0, len(reply), 3)]
 
     def cancel(self, items: Sequence[tuple[str, str]]) -> list[str]:
-        """(id, queue): drop queued/delayed ids; flag and return leased ones (``extend()`` reports them)."""
+        """(id, queue): drop queued/delayed ids; flag and return leased ones.
+
+        A leased id is pushed onto its lease worker's control list (``next_cancels()`` delivers it at once)
+        and stays flagged in the cancel SET, which ``extend()`` reports: the fallback if the push is lost.
+        """
         flagged: list[str] = []
         for chunk in chunked(items):
-            reply = self._run("cancel", cancel_keys(self.prefix, chunk), cancel_args(chunk))
+            reply = self._run("cancel", cancel_keys(self.prefix, chunk), cancel_args(self.prefix, chunk))
             flagged += reply
         return flagged
+
+    def next_cancels(self, worker: str, timeout: float) -> list[str]:
+        """Block up to ``timeout`` s on ``worker``'s control list; the job ids pushed onto it ([] if none).
+
+        BLPOP holds its connection: callers use a dedicated client whose socket timeout exceeds ``timeout``.
+        """
+        key = control_key(self.prefix, worker)
+        # Redis reads a timeout that rounds to 0 ms as "block forever": never send one below 10 ms.
+        reply = cast("tuple[str, str] | None", self.client.blpop([key], timeout=max(timeout, 0.01)))
+        if reply is None:
+            return []
+        rest = cast("list[str] | None", self.client.lpop(key, MAX_BATCH))
+        return [reply[1], *(rest or [])]
+
+    def drop_cancels(self, worker: str) -> None:
+        """Delete ``worker``'s control list (it is leaving; its leases are released or expire)."""
+        self.client.delete(control_key(self.prefix, worker))
 
     def reconcile(
         self, placements: Sequence[Placement], running: Sequence[tuple[str, str, str]], lease_ms: int
@@ -582,20 +637,31 @@ class Broker:
         ``running`` holds (id, token, queue) of jobs PostgreSQL says are running: a missing lease is created
         with expiry now + ``lease_ms`` so a live worker re-extends it and the reaper handles a dead one.
         """
-        added = 0
+        return len(self._reconcile(placements, running, lease_ms))
+
+    def reconcile_missing(
+        self, placements: Sequence[Placement], running: Sequence[tuple[str, str, str]]
+    ) -> list[str]:
+        """The ids ``reconcile`` would add now (each checked atomically, nothing written)."""
+        return self._reconcile(placements, running, None)
+
+    def _reconcile(
+        self, placements: Sequence[Placement], running: Sequence[tuple[str, str, str]], lease_ms: int | None
+    ) -> list[str]:
+        ids: list[str] = []
         batches: list[tuple[Sequence[Placement], Sequence[tuple[str, str, str]]]] = [
             *((chunk, ()) for chunk in chunked(placements)),
             *(((), chunk) for chunk in chunked(running)),
         ]
         for chunk_placements, chunk_running in batches:
             keys = reconcile_keys(self.prefix, chunk_placements, chunk_running)
-            added += int(
-                self._run("reconcile", keys, reconcile_args(chunk_placements, chunk_running, lease_ms))
-            )
-        return added
+            reply = self._run("reconcile", keys, reconcile_args(chunk_placements, chunk_running, lease_ms))
+            ids += [str(item) for item in reply]  # str: decode_responses (see __init__)
+        return ids
 
     def epoch(self) -> tuple[str, bool]:
-        """(epoch, created_now): a changed epoch reveals a Redis that lost its data (invariant 6)."""
+        """(epoch, created_now): a changed epoch reveals a Redis that lost its data (invariant 6); a created
+        one, a Redis without an epoch (first start, or data lost before this process saw an epoch)."""
         value, created = self._run("epoch", epoch_keys(self.prefix), epoch_args(uuid.uuid4().hex))
         return value, bool(created)
 
@@ -731,13 +797,16 @@ class Broker:
 
     # -- API helpers
 
-    def throttle(self, scope: str, subject: str, window_ms: int, limit: int) -> int:
-        """Sliding-window admission for ``subject`` in ``scope``: 0 if admitted, else ms until a slot frees.
+    def throttle(self, scope: str, subject: str, window_ms: int, limit: int) -> ThrottleResult:
+        """Sliding-window admission for ``subject`` in ``scope``, with what is left of the window.
 
         One script, so every web process shares one budget even under concurrency.
         """
         keys = throttle_keys(self.prefix, scope, subject)
-        return int(self._run("throttle", keys, throttle_args(window_ms, limit, uuid.uuid4().hex)))
+        wait_ms, remaining, reset_ms = self._run(
+            "throttle", keys, throttle_args(window_ms, limit, uuid.uuid4().hex)
+        )
+        return ThrottleResult(int(wait_ms), int(remaining), int(reset_ms))
 
     def cached_stats(self) -> str | None:
         """The stats API's cached PostgreSQL view (JSON text), or None once it expired."""

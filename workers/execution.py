@@ -2,6 +2,11 @@
 
 Nothing a handler does can escape this function: unknown types, rejected
 arguments, exceptions, cancels and timeouts all become an attempt outcome.
+
+A handler signalled to stop before it returned ends ``cancelled`` (or ``timed_out``) whatever it
+did: returned, raised, or raised ``PermanentError``. That is the rule as far as this worker knows;
+a cancel request that committed before the signal arrived is applied by the settle statement
+(``finish_attempts`` in ``jobs/services/queries.sql``), which sees ``cancel_requested_at``.
 """
 
 from __future__ import annotations
@@ -117,6 +122,8 @@ def _call(job_type: registry.JobType, running: Running) -> Outcome:
     except JobCancelled as exc:
         return _interrupted(running, str(exc))
     except PermanentError as exc:
+        if running.ctx.cancelled.is_set():
+            return _interrupted(running, f"{running.ctx.reason} ({_describe(exc)})")
         return services.after_failure(
             job, AttemptOutcome.FAILED, _describe(exc), traceback.format_exc(), permanent=True
         )

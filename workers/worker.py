@@ -8,8 +8,11 @@ Threads and what each owns:
 - ``threads`` executor threads run handlers and post their outcomes;
 - a waker blocks on the queues' Redis wake markers while the loop has room
   and nothing to pop, and posts a wake-up;
-- a keeper extends leases and heartbeats, forwards cancel requests and
-  enforces timeouts (cooperative first, then the process is replaced);
+- a control thread blocks on this worker's Redis control list and signals a
+  cancelled job's handler the moment ``cancel.lua`` pushes its id there;
+- a keeper extends leases and heartbeats, forwards the cancel requests the
+  control list missed (the fallback) and enforces timeouts (cooperative
+  first, then the process is replaced);
 - maintenance runs the lease reaper and the reconciler under Redis locks.
 """
 
@@ -133,11 +136,17 @@ class Worker:
         self.blocking = Broker(
             redis_client(socket_timeout=IDLE_WAIT + 5), prefix=settings.JOBQUEUE_REDIS_PREFIX
         )
+        # BLPOP on the control list holds a connection too: the control thread gets its own.
+        self.control = Broker(
+            redis_client(socket_timeout=IDLE_WAIT + 5), prefix=settings.JOBQUEUE_REDIS_PREFIX
+        )
         self.lease_ms = int(config.lease_seconds * 1000)
         self.window = PrefetchWindow(config.prefetch, config.prefetch_max)
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.work: queue.SimpleQueue = queue.SimpleQueue()
         self.inflight: dict[str, Running] = {}  # claimed and not yet settled (waiting or running)
+        # Cancels that arrived before the loop registered their claim: id -> monotonic arrival.
+        self.early_cancels: dict[str, float] = {}
         self.unclaimed: list[Popped] = []  # popped, claim not yet committed (kept across a DB outage)
         self.outcomes: list[Outcome] = []
         self.stopping = threading.Event()
@@ -178,7 +187,8 @@ class Worker:
 
     def _start_threads(self) -> None:
         targets = [(self._executor, f"exec-{i}") for i in range(self.config.threads)]
-        targets += [(self._waker, "waker"), (self._keeper, "keeper"), (self.maintenance.run, "maintenance")]
+        targets += [(self._waker, "waker"), (self._controller, "control"), (self._keeper, "keeper")]
+        targets += [(self.maintenance.run, "maintenance")]
         for target, name in targets:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -297,6 +307,8 @@ class Worker:
                 timeout=effective_timeout(job, self.config.default_timeout),
             )
             self.inflight[job.id] = running
+            if self.early_cancels and self.early_cancels.pop(job.id, None) is not None:
+                running.signal(CANCELLED_BY_OPERATOR)
             self.work.put(running)
         return len(popped)
 
@@ -327,6 +339,33 @@ class Worker:
                 time.sleep(IDLE_WAIT)
             self.events.put(_WAKE)
 
+    def _controller(self) -> None:
+        """Signal cancelled jobs the moment ``cancel.lua`` pushes their ids onto our control list."""
+        while not self.stopping.is_set() or self.inflight:  # running jobs may be cancelled during shutdown
+            try:
+                ids = self.control.next_cancels(self.name, IDLE_WAIT)
+            except redis.RedisError as exc:
+                logger.warning("waiting for cancel requests failed (%s); retrying", exc)
+                self.stopping.wait(IDLE_WAIT)
+                continue
+            now = time.monotonic()
+            for job_id in ids:
+                self.cancel_job(job_id, now)
+            if self.early_cancels:  # ids that finished before their push arrived, or were never ours
+                for job_id, at in list(self.early_cancels.items()):
+                    if now - at > 60:
+                        self.early_cancels.pop(job_id, None)
+
+    def cancel_job(self, job_id: str, now: float | None = None) -> None:
+        """Signal ``job_id``'s handler to stop; a claim the loop has not registered yet is signalled then."""
+        if running := self.inflight.get(job_id):
+            running.signal(CANCELLED_BY_OPERATOR)
+        else:
+            self.early_cancels[job_id] = time.monotonic() if now is None else now
+            # The loop may have registered it meanwhile (it checks early_cancels after registering).
+            if (running := self.inflight.get(job_id)) and self.early_cancels.pop(job_id, None) is not None:
+                running.signal(CANCELLED_BY_OPERATOR)
+
     def _keeper(self) -> None:
         """Extend leases, heartbeat, pass on cancels, enforce timeouts; every second at most."""
         next_extend = next_beat = 0.0
@@ -350,7 +389,7 @@ class Worker:
         held += [(p.id, p.token, p.queue) for p in list(self.unclaimed)]
         for start in range(0, len(held), 1000):
             result = self.broker.extend(held[start : start + 1000], self.lease_ms, worker=self.name)
-            for job_id in result.cancel:
+            for job_id in result.cancel:  # the fallback: a control-list push lost with a connection
                 if running := self.inflight.get(job_id):
                     running.signal(CANCELLED_BY_OPERATOR)
             for job_id in result.lost:
@@ -459,6 +498,7 @@ class Worker:
             self.work.put(_STOP)
         with contextlib.suppress(redis.RedisError):
             self.broker.remove_worker(self.name)
+            self.broker.drop_cancels(self.name)
         if wait:
             for thread in self._threads:
                 thread.join(timeout=2)

@@ -39,7 +39,13 @@ def _unplace(job: Job) -> None:
 
 
 def cancel(job_id: Any) -> Job:
-    """Cancel a waiting job at once; ask a running job's worker to stop it (``cancel_requested_at``)."""
+    """Cancel a waiting job at once; ask a running job's worker to stop it (``cancel_requested_at``).
+
+    For a running job, after the commit ``cancel.lua`` pushes the id onto the control list of the
+    worker holding the lease, which signals the handler at once (and flags it for the next lease
+    extension, the fallback). Whatever the handler does next, the attempt ends ``cancelled``: the
+    settle statement sees the committed request. Asking again re-sends the request.
+    """
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
         previous = job.status
@@ -57,7 +63,7 @@ def cancel(job_id: Any) -> Job:
                 Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
                     cancel_requested_at=timezone.now(), updated_at=timezone.now()
                 )
-                _on_commit_safely(_unplace, job)
+            _on_commit_safely(_unplace, job)
         else:
             raise IllegalTransition(f"cannot cancel a job that is already {job.status}", status=job.status)
         job.refresh_from_db()

@@ -49,16 +49,17 @@ v AS (
                          %b::timestamptz[], %b::timestamptz[])
         AS v(id, token, status, outcome, result, error, tb, finished_at, run_at)
 ), upd AS (
-    -- A cancel request that landed before the handler returned wins (invariant 9): never retried.
+    -- A cancel request committed before this outcome wins (invariant 9), whatever the handler did
+    -- (returned, raised, timed out, its worker died): cancelled, never retried, no dead letter. The
+    -- request and this statement serialize on the row lock, so no clocks are compared: a request that
+    -- loses the race finds the job finished and is refused. The lease token still fences the update.
     UPDATE jobs_job j
-       SET status = CASE WHEN j.cancel_requested_at IS NOT NULL
-                              AND (v.status = 'retrying'
-                                   OR (v.status = 'succeeded' AND j.cancel_requested_at <= v.finished_at))
-                         THEN 'cancelled' ELSE v.status END,
+       SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE v.status END,
            result = CASE WHEN v.status = 'succeeded' THEN v.result::jsonb ELSE j.result END,
-           error = CASE WHEN j.cancel_requested_at IS NOT NULL AND v.status IN ('retrying', 'succeeded')
-                        THEN 'cancelled by an operator while running' ELSE v.error END,
-           run_at = COALESCE(v.run_at, j.run_at),
+           error = CASE WHEN j.cancel_requested_at IS NULL OR v.status = 'cancelled' THEN v.error
+                        WHEN v.error = '' THEN 'cancelled by an operator while running'
+                        ELSE 'cancelled by an operator while running (' || v.error || ')' END,
+           run_at = CASE WHEN j.cancel_requested_at IS NULL THEN COALESCE(v.run_at, j.run_at) ELSE j.run_at END,
            finished_at = CASE WHEN v.status = 'retrying' AND j.cancel_requested_at IS NULL THEN NULL
                               ELSE v.finished_at END,
            lease_token = NULL,

@@ -19,11 +19,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_cancel_button_on_a_running_job_shows_cancel_requested_until_the_worker_stops_it(
     admin_client, broker, start_worker
 ):
-    job = services.enqueue("test.sleep", kwargs={"seconds": 60})
-    # A cancel reaches the worker when it next extends its leases (every third of the lease): with a
-    # 30 s lease that is seconds after this test has looked at the page, never before.
+    # A cancel reaches the worker at once, but this handler looks at it only every 5 s: seconds after
+    # this test has looked at the page, never before (the kill grace is longer, so it is not replaced).
+    job = services.enqueue("test.sleep", kwargs={"seconds": 60, "step": 5})
     worker = start_worker(
-        "--queues", "default", "--threads", "2", "--processes", "1", env={"JOBQUEUE_LEASE_SECONDS": "30"}
+        "--queues", "default", "--threads", "2", "--processes", "1", env={"JOBQUEUE_KILL_GRACE": "30"}
     )
     wait_until(lambda: status_of(job) == JobStatus.RUNNING, timeout=60, what=f"job running\n{worker.log()}")
 

@@ -35,21 +35,51 @@ def flaky(fail_times: int = 1) -> str:
     return f"succeeded on attempt {ctx.attempt}"
 
 
-def sleep_cooperatively(seconds: float) -> str:
-    """Sleeps in small steps and stops when the job is cancelled or timed out."""
+def sleep_cooperatively(seconds: float, step: float = 0.02) -> str:
+    """Sleeps in steps of ``step`` seconds and stops when the job is cancelled or timed out."""
     ctx = current_job()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if ctx is not None:
             ctx.check_cancelled()
-        time.sleep(0.02)
+        time.sleep(step)
     return "slept"
 
 
 @job("test.sleep")
-def cooperative_sleep(seconds: float = 1.0) -> str:
-    """Sleeps in small steps and stops when cancelled or timed out."""
-    return sleep_cooperatively(seconds)
+def cooperative_sleep(seconds: float = 1.0, step: float = 0.02) -> str:
+    """Sleeps in small steps (checks for a cancel every ``step`` s): stops when cancelled or timed out."""
+    return sleep_cooperatively(seconds, step)
+
+
+def _wait_for_the_request(seconds: float) -> None:
+    """Return as soon as a cancel request is committed (read from PostgreSQL, usually before the worker
+    signals it) or signalled, or ``seconds`` pass; the handler then goes on as if nothing happened."""
+    from jobs.models import Job
+
+    ctx = current_job()
+    assert ctx is not None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ctx.cancelled.is_set():
+        if Job.objects.filter(pk=ctx.job_id, cancel_requested_at__isnull=False).exists():
+            return
+        time.sleep(0.005)
+
+
+@job("test.finish_despite_cancel")
+def finish_despite_cancel(seconds: float = 30.0) -> str:
+    """Ignores a cancel: once requested (or after ``seconds``) it returns a result as if nothing happened."""
+    _wait_for_the_request(seconds)
+    return "finished anyway"
+
+
+@job("test.raise_despite_cancel")
+def raise_despite_cancel(seconds: float = 30.0, permanent: bool = False) -> None:
+    """Ignores a cancel: once requested (or after ``seconds``) it raises an error of its own."""
+    _wait_for_the_request(seconds)
+    if permanent:
+        raise PermanentError("gave up on its own")
+    raise ValueError("failed on its own")
 
 
 @job("test.hang")

@@ -102,12 +102,14 @@ def test_cancel_layout_indexes_distinct_queues() -> None:
         "jq:{jq}:leases",
         "jq:{jq}:cancel",
         "jq:{jq}:ready_scores",
+        "jq:{jq}:lease_workers",
         "jq:{jq}:ready:q1",
         "jq:{jq}:delayed:q1",
         "jq:{jq}:ready:q2",
         "jq:{jq}:delayed:q2",
     ]
-    assert b.cancel_args(items) == ["a", "1", "b", "2", "c", "1"]
+    assert b.cancel_args("jq", items, 600) == ["jq:{jq}:", "600", "a", "1", "b", "2", "c", "1"]
+    assert b.control_key("jq", "host:1:ab") == "jq:{jq}:control:host:1:ab"
 
 
 def test_reconcile_layout() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from workers import broker as b
 from workers.broker import Broker, Placement, Popped, ready_score
 
 LEASE_MS = 30_000
@@ -193,6 +196,44 @@ def test_cancel_flags_a_leased_job_and_extend_reports_it(broker: Broker) -> None
 
     broker.ack([(job.id, job.token)])
     assert broker.client.sismember(broker.key("cancel"), job.id) == 0
+
+
+def test_cancel_pushes_a_leased_id_onto_its_workers_control_list_at_once(broker: Broker) -> None:
+    """Invariant 9: the worker holding the lease can learn of the cancel without waiting to extend."""
+    job = lease_one(broker)
+    broker.enqueue([Placement("other", "q2", ready_score(0, 2))])
+    (other,) = broker.dequeue(["q2"], 1, LEASE_MS, "w2").jobs
+
+    assert broker.cancel([(job.id, job.queue), (other.id, other.queue), ("never-leased", "default")]) == [
+        job.id,
+        other.id,
+    ]
+
+    assert broker.next_cancels("w1", 0.05) == [job.id]
+    assert broker.next_cancels("w2", 0.05) == [other.id]
+    assert broker.next_cancels("w1", 0.05) == []  # delivered once; the cancel SET still flags it
+    assert broker.extend([(job.id, job.token, job.queue)], LEASE_MS).cancel == [job.id]
+
+
+def test_a_control_list_expires_and_a_leaving_worker_drops_it(broker: Broker) -> None:
+    job = lease_one(broker)
+    broker.cancel([(job.id, job.queue)])
+    assert 0 < broker.client.pttl(broker.key("control", "w1")) <= b.CONTROL_TTL_MS
+
+    broker.drop_cancels("w1")
+
+    assert broker.client.exists(broker.key("control", "w1")) == 0
+
+
+def test_next_cancels_waits_for_a_push_and_returns_every_id_queued(broker: Broker) -> None:
+    broker.enqueue([Placement(f"j{i}", "default", ready_score(0, i + 1)) for i in range(3)])
+    jobs = broker.dequeue(["default"], 3, LEASE_MS, "w1").jobs
+    broker.cancel([(j.id, j.queue) for j in jobs])
+
+    assert sorted(broker.next_cancels("w1", 1.0)) == sorted(j.id for j in jobs)
+    started = time.monotonic()
+    assert broker.next_cancels("w1", 0.2) == []
+    assert time.monotonic() - started >= 0.15
 
 
 def test_cancel_handles_several_queues_in_one_call(broker: Broker) -> None:
