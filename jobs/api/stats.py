@@ -79,7 +79,11 @@ def _query_postgres() -> dict[str, Any]:
 
 
 def postgres_view(broker: Broker) -> dict[str, Any]:
-    """PostgreSQL's cheap counts, shared by all web processes through a short-lived Redis key."""
+    """PostgreSQL's cheap counts, shared by all web processes through a short-lived Redis key.
+
+    A broker key rather than ``django.core.cache``: the cache's KEY_PREFIX is fixed when settings
+    load, while the broker's keys follow ``JOBQUEUE_REDIS_PREFIX`` (one per test, one per bench run),
+    so two deployments or test runs sharing a Redis never read each other's counts."""
     ttl = _pg_ttl()
     if ttl > 0 and (cached := broker.cached_stats()):
         return json.loads(cached)
