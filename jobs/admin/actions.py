@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib import messages
 
 from jobs import services
+from jobs.audit import dead_letter_changes, transition
 from jobs.errors import IllegalTransition
 from jobs.models import ACTIVE_STATUSES, TERMINAL_STATUSES, DeadLetter, Job, JobStatus
 
@@ -54,6 +55,8 @@ class ActionReport:
     changed: list[Any] = field(default_factory=list)
     requested: list[Any] = field(default_factory=list)  # running jobs asked to stop (cancel only)
     skipped: Counter[str] = field(default_factory=Counter)
+    # What the audit trail records: (object, what changed) for every object the action changed.
+    audit: list[tuple[Any, str]] = field(default_factory=list)
 
     def message(self) -> str:
         text = f"{len(self.changed)} {self.verb}"
@@ -128,8 +131,10 @@ def apply_job_action(action: JobAction, jobs: Iterable[Job]) -> ActionReport:
         else:
             if action.name == "cancel" and result.status == JobStatus.RUNNING:
                 report.requested.append(result)
+                report.audit.append((result, "running → cancel requested"))
             else:
                 report.changed.append(result)
+                report.audit.append((result, transition(job.status, result.status)))
     return report
 
 
@@ -155,11 +160,12 @@ def apply_dead_letter_action(action: DeadLetterAction, dead_letters: Iterable[De
     report = ActionReport(action.verb)
     for dead in dead_letters:
         try:
-            action.service(dead.pk)
+            result = action.service(dead.pk)
         except IllegalTransition as exc:
             report.skipped[skip_reason(exc)] += 1
         except (DeadLetter.DoesNotExist, Job.DoesNotExist):
             report.skipped["no longer exists"] += 1
         else:
             report.changed.append(dead)
+            report.audit.extend(dead_letter_changes(action.name, dead, dead.job.status, result))
     return report

@@ -10,7 +10,6 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
@@ -23,6 +22,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext
 
+from jobs import audit
 from jobs.admin import actions as admin_actions
 from jobs.admin.actions import ActionReport
 from jobs.admin.display import badge_css
@@ -31,6 +31,7 @@ from jobs.admin.pagination import EstimatedCountPaginator
 
 # Large job columns the lists never show: not fetched for their 100 rows (payloads may be 256 KB each).
 JOB_LIST_DEFERRED = ("args", "kwargs", "result", "error", "backoff", "lease_token")
+RECENT_ACTIONS = 5  # operator actions listed on a detail page; the History page has them all
 
 
 class OperatorChangeList(ChangeList):
@@ -155,6 +156,13 @@ class ReadOnlyOperatorAdmin(admin.ModelAdmin):
                 if self.has_action_permission(request, action) and self.button_is_available(action, obj):
                     buttons.append({"label": action.label, "url": self._action_url(name, obj.pk)})
         context["jobqueue_buttons"] = buttons
+        if obj is not None:
+            context["jobqueue_recent_actions"] = audit.recent(obj, limit=RECENT_ACTIONS)
+            context["jobqueue_history_url"] = reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_history",
+                args=[quote(obj.pk)],
+                current_app=self.admin_site.name,
+            )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # -- per-object action URLs
@@ -232,12 +240,5 @@ class ReadOnlyOperatorAdmin(admin.ModelAdmin):
         self.message_user(request, report.message(), report.level)
 
     def log_report(self, request: HttpRequest, action: Any, report: ActionReport) -> None:
-        """An audit trail in the admin's history: who asked for which change."""
-        done = [*report.changed, *report.requested]
-        if done:
-            LogEntry.objects.log_actions(
-                user_id=request.user.pk,
-                queryset=done,
-                action_flag=CHANGE,
-                change_message=f"{action.label} (admin)",
-            )
+        """The audit trail (``jobs.audit``): one History entry per object the action changed."""
+        audit.record(request.user, action.label, "admin", report.audit)

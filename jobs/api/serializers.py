@@ -14,7 +14,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs import registry
+from jobs import audit, registry
 from jobs.api.fields import (
     AwareDateTimeField,
     JobTypeField,
@@ -192,13 +192,30 @@ class DeadLetterBriefSerializer(serializers.ModelSerializer):
         return dead.resolution or "open"
 
 
+class OperatorActionSerializer(serializers.Serializer):
+    time = serializers.DateTimeField(source="action_time")
+    user = serializers.CharField(source="user.get_username")
+    action = serializers.CharField(source="change_message", help_text='e.g. "Retry (admin): failed → queued"')
+
+
 class JobDetailSerializer(JobSerializer):
     attempt_history = AttemptSerializer(source="attempt_set", many=True, read_only=True)
     dead_letter = serializers.SerializerMethodField()
+    operator_actions = serializers.SerializerMethodField(
+        help_text="The latest operator actions on the job (the audit trail), newest first; "
+        "null unless the user may change jobs (jobs.change_job)."
+    )
 
     class Meta(JobSerializer.Meta):
-        fields = [*JobSerializer.Meta.fields, "attempt_history", "dead_letter"]
+        fields = [*JobSerializer.Meta.fields, "attempt_history", "dead_letter", "operator_actions"]
         read_only_fields = fields
+
+    @extend_schema_field(OperatorActionSerializer(many=True, allow_null=True))
+    def get_operator_actions(self, job: Job) -> list[dict[str, Any]] | None:
+        request = self.context.get("request")
+        if request is None or not request.user.has_perm("jobs.change_job"):
+            return None  # who operates the queue is the operators' business, not every submitter's
+        return OperatorActionSerializer(audit.recent(job), many=True).data
 
     @extend_schema_field(DeadLetterBriefSerializer(allow_null=True))
     def get_dead_letter(self, job: Job) -> dict[str, Any] | None:
@@ -291,6 +308,9 @@ class JobTypeSerializer(serializers.Serializer):
     timeout = serializers.FloatField()
     backoff = BackoffSerializer()
     sensitive = serializers.ListField(child=serializers.CharField())
+    atomic = serializers.BooleanField(
+        help_text="its database writes commit together with its success, or not at all"
+    )
     parameters = ParameterSerializer(many=True)
 
 

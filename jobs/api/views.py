@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from jobs import registry, services
+from jobs import audit, registry, services
 from jobs.api import health, prometheus, serializers, stats
 from jobs.api.authentication import AUTHENTICATION_CLASSES
 from jobs.api.exceptions import PayloadTooLargeError, exception_handler
@@ -30,7 +31,13 @@ from jobs.api.filters import DeadLetterFilterBackend, JobFilterBackend
 from jobs.api.job_types import describe
 from jobs.api.pagination import DeadLetterCursorPagination, JobCursorPagination
 from jobs.api.parsers import StrictJSONParser
-from jobs.api.permissions import ActionPermissions, CanScrapeMetrics, effective_action
+from jobs.api.permissions import (
+    ActionPermissions,
+    CanScrapeMetrics,
+    effective_action,
+    sees_own_jobs_only,
+    visible,
+)
 from jobs.api.throttling import JobCreateThrottle
 from jobs.dispatch import get_broker, stale_after_ms
 from jobs.models import DeadLetter, Job, JobStatus
@@ -97,7 +104,7 @@ def _check_body_size(request: Request) -> None:
 )
 @extend_schema(tags=["jobs"])
 class JobViewSet(APIDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Jobs. Reads need a signed-in user; submitting needs `jobs.add_job`, retry/cancel `jobs.change_job`."""
+    """Jobs. Reads need `jobs.view_job`; submitting needs `jobs.add_job`, retry/cancel `jobs.change_job`."""
 
     queryset = Job.objects.select_related("owner").order_by("-seq")
     serializer_class = serializers.JobSerializer
@@ -105,6 +112,7 @@ class JobViewSet(APIDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     filter_backends = (JobFilterBackend,)
     parser_classes = (StrictJSONParser,)
     lookup_value_regex = "[^/]+"
+    read_permissions = ("jobs.view_job",)
     required_permissions = {
         "create": ["jobs.add_job"],
         "retry": ["jobs.change_job"],
@@ -112,7 +120,7 @@ class JobViewSet(APIDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     }
 
     def get_queryset(self) -> Any:
-        queryset = super().get_queryset()
+        queryset = visible(super().get_queryset(), self.request.user)
         if self.action == "retrieve":
             queryset = queryset.select_related("dead_letter").prefetch_related("attempt_set")
         return queryset
@@ -185,7 +193,10 @@ class JobViewSet(APIDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        return self._job_response(services.retry(self.get_object().pk))
+        before = self.get_object()
+        job = services.retry(before.pk)
+        _audit(request, "Retry", [(job, audit.transition(before.status, job.status))])
+        return self._job_response(job)
 
     @extend_schema(
         summary="Cancel a job (202 while a running job is being stopped by its worker)",
@@ -202,8 +213,12 @@ class JobViewSet(APIDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
-        job = services.cancel(self.get_object().pk)
-        code = status.HTTP_202_ACCEPTED if job.status == JobStatus.RUNNING else status.HTTP_200_OK
+        before = self.get_object()
+        job = services.cancel(before.pk)
+        running = job.status == JobStatus.RUNNING
+        change = "running → cancel requested" if running else audit.transition(before.status, job.status)
+        _audit(request, "Cancel", [(job, change)])
+        code = status.HTTP_202_ACCEPTED if running else status.HTTP_200_OK
         return self._job_response(job, code)
 
 
@@ -218,18 +233,22 @@ class JobViewSet(APIDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, 
 class DeadLetterViewSet(
     APIDefaults, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    """Jobs that will not run again by themselves. Retry needs `jobs.change_deadletter`,
-    discard (DELETE) `jobs.delete_deadletter`."""
+    """Jobs that will not run again by themselves. Reads need `jobs.view_deadletter`; retry needs
+    `jobs.change_deadletter`, discard (DELETE) `jobs.delete_deadletter`."""
 
     queryset = DeadLetter.objects.select_related("job").defer("job__args", "job__kwargs", "job__result")
     serializer_class = serializers.DeadLetterSerializer
     pagination_class = DeadLetterCursorPagination
     filter_backends = (DeadLetterFilterBackend,)
     parser_classes = (StrictJSONParser,)
+    read_permissions = ("jobs.view_deadletter",)
     required_permissions = {
         "retry": ["jobs.change_deadletter"],
         "destroy": ["jobs.delete_deadletter"],
     }
+
+    def get_queryset(self) -> Any:
+        return visible(super().get_queryset(), self.request.user, owner_field="job__owner")
 
     @extend_schema(
         summary="Send the dead job back to its queue",
@@ -238,7 +257,9 @@ class DeadLetterViewSet(
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        job = services.retry_dead_letter(self.get_object().pk)
+        dead = self.get_object()
+        job = services.retry_dead_letter(dead.pk)
+        _audit(request, "Retry", audit.dead_letter_changes("retry", dead, dead.job.status, job))
         return Response(serializers.JobSerializer(job, context=self.get_serializer_context()).data)
 
     @extend_schema(
@@ -246,13 +267,39 @@ class DeadLetterViewSet(
         responses={204: None, **ERRORS, **NOT_FOUND, **CONFLICT},
     )
     def destroy(self, request: Request, pk: str | None = None) -> Response:
-        services.discard_dead_letter(self.get_object().pk)
+        dead = services.discard_dead_letter(self.get_object().pk)
+        _audit(request, "Discard", audit.dead_letter_changes("discard", dead, "", None))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _audit(request: Request, action: str, changes: list[audit.Target]) -> None:
+    """The audit trail of an action that succeeded: via "dashboard" when its pages sent the header."""
+    audit.record(request.user, action, audit.via_of(request.headers), changes)
+
+
+def _visible_job_ids(request: Request, job_ids: list[str]) -> set[str]:
+    """The job ids of ``job_ids`` the user may see (under own-visibility, not another user's running job)."""
+    if not sees_own_jobs_only(request.user):
+        return set(job_ids)
+    ids = [job_id for job_id in job_ids if _is_uuid(job_id)]
+    own = visible(Job.objects.filter(pk__in=ids), request.user)
+    return {str(pk) for pk in own.values_list("pk", flat=True)}
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(str(text))
+    except ValueError:
+        return False
+    return True
 
 
 @extend_schema(tags=["workers"])
 class WorkerListView(APIDefaults, APIView):
-    """Worker processes known from their Redis heartbeats; `alive` means a beat in the last 3 periods."""
+    """Worker processes known from their Redis heartbeats; `alive` means a beat in the last 3 periods.
+    Needs `jobs.view_job`."""
+
+    read_permissions = ("jobs.view_job",)
 
     @extend_schema(
         summary="Known workers and their heartbeats",
@@ -260,7 +307,9 @@ class WorkerListView(APIDefaults, APIView):
     )
     def get(self, request: Request) -> Response:
         workers = []
-        for info in sorted(get_broker().workers(stale_after_ms()), key=lambda w: str(w["id"])):
+        known = sorted(get_broker().workers(stale_after_ms()), key=lambda w: str(w["id"]))
+        shown = _visible_job_ids(request, [job for info in known for job in info.get("current_jobs") or []])
+        for info in known:
             workers.append(
                 {
                     "id": info["id"],
@@ -270,7 +319,7 @@ class WorkerListView(APIDefaults, APIView):
                     "pid": info.get("pid"),
                     "queues": info.get("queues") or [],
                     "concurrency": info.get("concurrency"),
-                    "current_jobs": info.get("current_jobs") or [],
+                    "current_jobs": [job for job in info.get("current_jobs") or [] if job in shown],
                 }
             )
         return Response(serializers.WorkerSerializer(workers, many=True).data)
@@ -278,7 +327,10 @@ class WorkerListView(APIDefaults, APIView):
 
 @extend_schema(tags=["job-types"])
 class JobTypeListView(APIDefaults, APIView):
-    """What can be submitted, with the defaults a job gets when the request leaves a field out."""
+    """What can be submitted, with the defaults a job gets when the request leaves a field out.
+    Needs `jobs.view_job` or `jobs.add_job` (a submitter builds its forms from it)."""
+
+    read_permissions = ("jobs.view_job", "jobs.add_job")
 
     @extend_schema(
         summary="Registered job types: defaults, description, parameters",
@@ -291,7 +343,10 @@ class JobTypeListView(APIDefaults, APIView):
 @extend_schema(tags=["monitoring"])
 class StatsView(APIDefaults, APIView):
     """Counts by status, queue depths, throughput, workers. Live from Redis; PostgreSQL's cheap counts
-    (active jobs via an index, cached a few seconds) beside them, with their difference."""
+    (active jobs via an index, cached a few seconds) beside them, with their difference.
+    Needs `jobs.view_job`."""
+
+    read_permissions = ("jobs.view_job",)
 
     @extend_schema(
         summary="Queue statistics (Redis counters, reconciled with PostgreSQL)",
@@ -303,7 +358,9 @@ class StatsView(APIDefaults, APIView):
 
 @extend_schema(tags=["monitoring"])
 class MetricsView(APIDefaults, APIView):
-    """A flat summary of /api/stats/ for simple dashboards and alerts."""
+    """A flat summary of /api/stats/ for simple dashboards and alerts. Needs `jobs.view_job`."""
+
+    read_permissions = ("jobs.view_job",)
 
     @extend_schema(summary="Summary metrics (JSON)", responses={200: serializers.MetricsSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
@@ -372,7 +429,9 @@ class HealthView(APIDefaults, APIView):
 
 
 class ApiRootView(APIDefaults, APIView):
-    """The browsable API's front page: links to every endpoint."""
+    """The browsable API's front page: links to every endpoint (any signed-in user)."""
+
+    read_permissions = ()
 
     @extend_schema(exclude=True)
     def get(self, request: Request) -> Response:

@@ -192,6 +192,20 @@ def test_retry_from_the_job_page_runs_the_job_again_and_the_page_follows_it(page
     _expect(page.locator("#job-result")).to_contain_text("succeeded on attempt 2")
 
 
+def test_a_cancel_from_the_job_page_is_recorded_via_the_dashboard_and_listed_there(page):
+    job = services.enqueue("test.ok", delay=3600)
+
+    _open_dashboard(page, f"/jobs/{job.pk}/")
+    _expect(page.locator("#operator-actions-empty")).to_be_visible()
+    page.click("#btn-cancel")
+
+    _expect(page.locator("#operator-action-rows tr")).to_have_count(1)
+    row = page.locator("#operator-action-rows tr")
+    _expect(row).to_contain_text("Cancel (dashboard): scheduled → cancelled")
+    _expect(row).to_contain_text("admin")
+    _expect(page.locator("#operator-actions-empty")).to_be_hidden()
+
+
 def test_the_create_form_shows_the_api_validation_error_for_bad_json(page):
     _open_create_form(page)
     page.select_option("#f-type", "test.ok")

@@ -17,7 +17,10 @@ function cookie(name) {
 export async function api(path, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET") headers["X-CSRFToken"] = cookie("csrftoken");
+  if (method !== "GET") {
+    headers["X-CSRFToken"] = cookie("csrftoken");
+    headers["X-Jobqueue-Client"] = "dashboard"; // the audit trail records these actions as via "dashboard"
+  }
   let response;
   try {
     response = await fetch(cfg.api + path, {

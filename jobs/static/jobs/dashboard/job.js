@@ -79,6 +79,19 @@ function applyDetail(job) {
   );
   document.getElementById("attempt-rows").replaceChildren(...rows);
   document.getElementById("attempts-empty").hidden = rows.length > 0;
+  applyOperatorActions(job.operator_actions);
+}
+
+/** The audit trail's latest entries; the API sends null to users who may not change jobs. */
+function applyOperatorActions(actions) {
+  const section = document.getElementById("operator-actions");
+  section.hidden = !Array.isArray(actions);
+  if (section.hidden) return;
+  const rows = actions.map((a) =>
+    h("tr", null, h("td", null, fmtDateTime(a.time)), h("td", null, a.user), h("td", null, a.action)),
+  );
+  document.getElementById("operator-action-rows").replaceChildren(...rows);
+  document.getElementById("operator-actions-empty").hidden = rows.length > 0;
 }
 
 async function refresh() {
