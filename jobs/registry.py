@@ -50,6 +50,9 @@ class JobType:
     # May an API client enqueue it by name? @job types yes; django.tasks tasks only with @task(api=True).
     api_allowed: bool = True
     result_ttl: float | None = None  # seconds a finished result stays readable; None = until pruned
+    # Run the handler in a transaction that also records its success: its database writes commit if and
+    # only if the job succeeds (workers.execution; docs/engine.md "Atomic jobs").
+    atomic: bool = False
     # Hooks for handlers that are not plain functions (set by a Resolver, e.g. for django.tasks tasks); None
     # means call func(*args, **kwargs). on_finished learns the attempt's outcome and must not raise.
     call: Callable[[Claimed, JobContext], Any] | None = field(default=None, compare=False, repr=False)
@@ -145,10 +148,22 @@ def job(
     timeout: float | None = None,
     sensitive: tuple[str, ...] | list[str] = (),
     description: str | None = None,
+    atomic: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register the decorated function as job type ``name``; the function itself is returned unchanged."""
+    """Register the decorated function as job type ``name``; the function itself is returned unchanged.
+
+    ``atomic=True``: the handler's database writes (default database) commit together with the job's
+    success, or not at all (a failure, timeout, cancel or lost lease rolls them back).
+    """
+    if not isinstance(atomic, bool):
+        raise TypeError(f"job type {name!r}: atomic must be True or False, not {atomic!r}")
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        if atomic and inspect.iscoroutinefunction(func):
+            raise TypeError(
+                f"job type {name!r}: atomic=True needs a synchronous function (an async handler's ORM "
+                "calls run on other threads, outside the job's transaction)"
+            )
         register(
             JobType(
                 name=name,
@@ -161,6 +176,7 @@ def job(
                 sensitive=tuple(sensitive),
                 description=description if description is not None else inspect.getdoc(func) or "",
                 signature=inspect.signature(func),
+                atomic=atomic,
             )
         )
         return func

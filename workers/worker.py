@@ -40,7 +40,7 @@ from jobs.dispatch import redis_client
 from jobs.models import AttemptOutcome
 from jobs.values import Outcome
 from workers.broker import Broker, Popped
-from workers.execution import CANCELLED_BY_OPERATOR, Running, effective_timeout, execute
+from workers.execution import CANCELLED_BY_OPERATOR, Finished, Running, effective_timeout, execute
 from workers.maintenance import Maintenance
 
 logger = logging.getLogger("workers.worker")
@@ -149,6 +149,7 @@ class Worker:
         self.early_cancels: dict[str, float] = {}
         self.unclaimed: list[Popped] = []  # popped, claim not yet committed (kept across a DB outage)
         self.outcomes: list[Outcome] = []
+        self.finished: list[Outcome] = []  # atomic jobs' successes, committed by their threads, unreleased
         self.stopping = threading.Event()
         self.hungry = threading.Event()  # the loop has room and Redis had nothing ready
         self.replace_reason: str | None = None
@@ -203,13 +204,24 @@ class Worker:
         while not self.stopping.is_set() and self.replace_reason is None:
             self.alive()
             # Finished-but-unsettled jobs free their place now: this round settles them.
-            room = self.capacity - len(self.inflight) + len(self.outcomes) - len(self.unclaimed)
+            room = (
+                self.capacity
+                - len(self.inflight)
+                + len(self.outcomes)
+                + len(self.finished)
+                - len(self.unclaimed)
+            )
             flush_due = bool(self.outcomes) and (
                 len(self.outcomes) >= FLUSH_SIZE
                 or (first_outcome_at is not None and time.monotonic() - first_outcome_at >= FLUSH_AGE)
             )
             want_pop = room > 0 and not empty
-            if want_pop or flush_due or self.unclaimed or (self.outcomes and self.events.empty()):
+            if (
+                want_pop
+                or flush_due
+                or self.unclaimed
+                or ((self.outcomes or self.finished) and self.events.empty())
+            ):
                 try:
                     popped_count = self._round(room if want_pop else 0)
                 except (OperationalError, InterfaceError, redis.RedisError) as exc:
@@ -244,6 +256,8 @@ class Worker:
                 if first_outcome_at is None:
                     first_outcome_at = time.monotonic()
                 empty = False  # a thread is free again: look for more work at the next round
+            elif type(event) is Finished:
+                empty = False  # a thread is free again
 
     @property
     def capacity(self) -> int:
@@ -277,6 +291,8 @@ class Worker:
     def _absorb(self, event: object) -> None:
         if isinstance(event, Outcome):
             self.outcomes.append(event)
+        elif type(event) is Finished:  # an atomic job its thread committed: the round only releases it
+            self.finished.append(event.outcome)
 
     def _round(self, room: int) -> int:
         """One dequeue, one transaction, one ack: the batching contract."""
@@ -293,6 +309,8 @@ class Worker:
         self.window.finished(len(outcomes))
         for outcome in outcomes:
             self.inflight.pop(outcome.job.id, None)
+        if self.finished:
+            self._release_finished()
         for job in claimed:
             running = Running(
                 job=job,
@@ -311,6 +329,17 @@ class Worker:
                 running.signal(CANCELLED_BY_OPERATOR)
             self.work.put(running)
         return len(popped)
+
+    def _release_finished(self) -> None:
+        """Atomic jobs their threads committed since the last round: one ack, their events and metrics."""
+        finished, self.finished = self.finished, []
+        self.window.finished(len(finished))
+        for outcome in finished:
+            self.inflight.pop(outcome.job.id, None)
+        try:
+            services.after_atomic_finish(self.broker, finished, self.name)
+        except redis.RedisError as exc:  # committed: the leases expire and the reaper finds them finished
+            logger.warning("releasing %d atomic job(s) failed: %s", len(finished), exc)
 
     # ------------------------------------------------------------------ threads
 
@@ -482,7 +511,7 @@ class Worker:
                 return drained
 
     def _settle_now(self) -> None:
-        if self.outcomes or self.unclaimed:
+        if self.outcomes or self.unclaimed or self.finished:
             self._round(0)
 
     def _give_back(self, jobs: list[Running]) -> None:

@@ -64,5 +64,6 @@ def describe(job_type: JobType) -> dict[str, Any]:
         "timeout": float(job_type.timeout or settings.JOBQUEUE_DEFAULT_TIMEOUT),
         "backoff": job_type.effective_backoff().as_dict(),
         "sensitive": list(job_type.sensitive),
+        "atomic": job_type.atomic,
         "parameters": parameters(job_type),
     }

@@ -23,7 +23,15 @@ from jobs.services._common import placement_for
 from jobs.services.actions import cancel, discard_dead_letter, retry, retry_dead_letter, run_now
 from jobs.services.deletion import TERMINAL, count_finished, delete_finished
 from jobs.services.recovery import RECONCILE_SETTLE_SECONDS, expire_leases, reconcile
-from jobs.services.rounds import after_failure, give_back, settle, succeeded
+from jobs.services.rounds import (
+    AtomicFinishRefused,
+    after_atomic_finish,
+    after_failure,
+    finish_atomic,
+    give_back,
+    settle,
+    succeeded,
+)
 from jobs.services.submission import QUEUE_RE, Submitted, enqueue, enqueue_many, fingerprint, submit, validate
 from jobs.values import Claimed, JobSpec, Outcome
 
@@ -31,10 +39,12 @@ __all__ = [
     "QUEUE_RE",
     "RECONCILE_SETTLE_SECONDS",
     "TERMINAL",
+    "AtomicFinishRefused",
     "Claimed",
     "JobSpec",
     "Outcome",
     "Submitted",
+    "after_atomic_finish",
     "after_failure",
     "cancel",
     "count_finished",
@@ -43,6 +53,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "expire_leases",
+    "finish_atomic",
     "fingerprint",
     "give_back",
     "placement_for",

@@ -111,7 +111,7 @@ def _settle_params(outcomes: Sequence[Outcome], popped: Sequence[Popped], worker
 
 
 def settle_statement(
-    outcomes: Sequence[Outcome], popped: Sequence[Popped], worker: str
+    outcomes: Sequence[Outcome], popped: Sequence[Popped], worker: str, *, prepare: bool | None = False
 ) -> tuple[dict[str, str], list[Claimed], list[str]]:
     """Run ``_SETTLE_SQL``: ({id: final status} of accepted outcomes, claimed jobs, their previous status)."""
     claimed: list[Claimed] = []
@@ -120,7 +120,7 @@ def settle_statement(
     if not outcomes and not popped:
         return accepted, claimed, previous
     for row in sql.fetch(
-        _SETTLE_SQL[bool(outcomes), bool(popped)], _settle_params(outcomes, popped, worker), prepare=False
+        _SETTLE_SQL[bool(outcomes), bool(popped)], _settle_params(outcomes, popped, worker), prepare=prepare
     ):
         if row[0]:
             accepted[str(row[1])] = row[16]
@@ -215,15 +215,15 @@ def emit_round(
         events.emit(batch)
 
 
-def settle(
-    broker: Broker, outcomes: Sequence[Outcome], popped: Sequence[Popped], worker: str
-) -> list[Claimed]:
-    """The worker's round: record finished attempts and claim new pops in ONE transaction, then release.
-
-    Returns the popped jobs the claim admitted; the rest are acked and dropped
-    (invariant 1: everything in Redis is a hint).
-    """
-    accepted, claimed, previous = settle_statement(outcomes, popped, worker)
+def after_commit(
+    broker: Broker,
+    outcomes: Sequence[Outcome],
+    accepted: dict[str, str],
+    claimed: Sequence[Claimed],
+    previous: list[str],
+    worker: str,
+) -> None:
+    """What follows a committed finish: metrics, status events, then Redis (retry or drop each lease)."""
     metrics.record_round(broker, outcomes, accepted, claimed)
     emit_round(outcomes, accepted, claimed, previous, worker)
     if outcomes:
@@ -233,6 +233,55 @@ def settle(
             logger.warning(
                 "%d finished attempt(s) no longer held their lease; their outcome was discarded", lost
             )
+
+
+class AtomicFinishRefused(Exception):
+    """An atomic job's success was not recorded: its lease was lost, or a cancel request committed first.
+
+    Raised inside the handler's transaction, so leaving ``transaction.atomic()`` rolls back the handler's
+    writes together with the refused finish.
+    """
+
+    def __init__(self, outcome: Outcome, status: str | None) -> None:
+        self.outcome, self.status = outcome, status
+        held = "the lease was lost" if status is None else f"the job would end {status}"
+        super().__init__(f"the success of job {outcome.job.id} was refused: {held}")
+
+
+def finish_atomic(outcome: Outcome, worker: str) -> None:
+    """Record one atomic job's success in the caller's open transaction, the one its handler wrote in.
+
+    The round's finish statement (``finish_attempts``) for one row, so the lease token fences it and a
+    cancel request committed before it wins; anything but ``succeeded`` raises ``AtomicFinishRefused``.
+    The row stays locked until the caller commits, so a cancel request arriving meanwhile waits and is
+    refused. After the commit call ``after_atomic_finish``.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("finish_atomic must run inside the handler's transaction.atomic() block")
+    accepted, _, _ = settle_statement([outcome], [], worker, prepare=None)
+    status = accepted.get(outcome.job.id)
+    if status != JobStatus.SUCCEEDED:
+        raise AtomicFinishRefused(outcome, status)
+
+
+def after_atomic_finish(broker: Broker, outcomes: Sequence[Outcome], worker: str) -> None:
+    """After ``finish_atomic`` committed each of ``outcomes``: the round's post-commit part for them
+    (the worker's loop releases a round's worth at once)."""
+    after_commit(
+        broker, outcomes, dict.fromkeys((o.job.id for o in outcomes), JobStatus.SUCCEEDED), [], [], worker
+    )
+
+
+def settle(
+    broker: Broker, outcomes: Sequence[Outcome], popped: Sequence[Popped], worker: str
+) -> list[Claimed]:
+    """The worker's round: record finished attempts and claim new pops in ONE transaction, then release.
+
+    Returns the popped jobs the claim admitted; the rest are acked and dropped
+    (invariant 1: everything in Redis is a hint).
+    """
+    accepted, claimed, previous = settle_statement(outcomes, popped, worker)
+    after_commit(broker, outcomes, accepted, claimed, previous, worker)
     admitted = {c.id for c in claimed}
     rejected = [(p.id, p.token) for p in popped if p.id not in admitted]
     if rejected:

@@ -55,7 +55,7 @@ PUBLIC_MODULE = "jobs.backends"
 
 logger = logging.getLogger(PUBLIC_MODULE)  # the logger name LOGGING configurations already use
 
-OPTION_NAMES = ("max_attempts", "backoff", "timeout", "unique_key", "result_ttl", "api")
+OPTION_NAMES = ("max_attempts", "backoff", "timeout", "unique_key", "result_ttl", "api", "atomic")
 
 STATUS_MAP: dict[str, TaskResultStatus] = {
     JobStatus.SCHEDULED: TaskResultStatus.READY,
@@ -104,6 +104,7 @@ class JobQueueTask(Task):
     unique_key: bool | str | Callable[..., str | None] | None = None  # True, "welcome:{user_id}", a callable
     result_ttl: float | None = None  # seconds a finished result stays readable through get_result()
     api: bool = False  # may API clients enqueue it by name (POST /api/jobs/)?
+    atomic: bool = False  # its database writes commit together with its success, or not at all
 
     def __new__(cls, *args: Any, **kwargs: Any) -> JobQueueTask:
         # The dataclass __init__ would say only "unexpected keyword argument"; say what exists instead.
@@ -163,6 +164,13 @@ def _validate_options(task: JobQueueTask) -> None:
         bad("result_ttl must be a number of seconds >= 0, or None to keep results until they are pruned.")
     if not isinstance(task.api, bool):
         bad("api must be True or False.")
+    if not isinstance(task.atomic, bool):
+        bad("atomic must be True or False.")
+    if task.atomic and inspect.iscoroutinefunction(task.func):
+        bad(
+            "atomic=True needs a synchronous function: an async task's ORM calls run on other threads, "
+            "outside the job's transaction."
+        )
     key = task.unique_key
     if isinstance(key, str):
         params = set(lookup.call_signature(task).parameters)

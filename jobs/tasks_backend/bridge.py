@@ -52,6 +52,7 @@ def job_type_for(task: Task) -> registry.JobType:
         description=inspect.getdoc(task.func) or "",
         signature=lookup.call_signature(task),
         api_allowed=bool(getattr(task, "api", False)),
+        atomic=bool(getattr(task, "atomic", False)),
         result_ttl=getattr(task, "result_ttl", None),
         call=partial(backend.run_task, task, backend.worker_alias(task)),
         on_finished=partial(backend.task_attempt_finished, task),

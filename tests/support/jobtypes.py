@@ -101,3 +101,57 @@ def crash_once() -> str:
 @job("test.needs_args")
 def needs_args(count: int) -> int:
     return count * 2
+
+
+ATOMIC_EFFECTS_TABLE = "test_atomic_effects"
+
+
+def create_atomic_effects_table() -> None:
+    """The table ``test.atomic_write`` writes to (no model: tests create it in the test database)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {ATOMIC_EFFECTS_TABLE} "
+            "(job_id uuid NOT NULL, attempt int NOT NULL, worker text NOT NULL)"
+        )
+
+
+def atomic_effects(job_ids: list[str]) -> dict[str, int]:
+    """{job id: rows ``test.atomic_write`` committed for it} for those of ``job_ids`` that have rows."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT job_id::text, count(*) FROM {ATOMIC_EFFECTS_TABLE} WHERE job_id = ANY(%s::uuid[]) "
+            "GROUP BY job_id",
+            [[str(i) for i in job_ids]],
+        )
+        return dict(cursor.fetchall())
+
+
+@job("test.atomic_write", atomic=True, max_attempts=30, backoff={"base": 0.05, "max": 0.1, "jitter": 0.0})
+def atomic_write(
+    seconds: float = 0.0, cooperative: bool = True, fail_times: int = 0, wait_for_cancel: bool = False
+) -> str:
+    """Inserts one row into ``test_atomic_effects`` in its job's transaction, then sleeps ``seconds``
+    (checking for a cancel when ``cooperative``), waits for a committed cancel request when
+    ``wait_for_cancel`` (and returns anyway), and raises on its first ``fail_times`` attempts."""
+    from django.db import connection
+
+    ctx = current_job()
+    assert ctx is not None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {ATOMIC_EFFECTS_TABLE} (job_id, attempt, worker) VALUES (%s, %s, %s)",
+            [ctx.job_id, ctx.attempt, ctx.worker],
+        )
+    if seconds and cooperative:
+        sleep_cooperatively(seconds)
+    elif seconds:
+        time.sleep(seconds)
+    if wait_for_cancel:
+        _wait_for_the_request(30.0)
+    if ctx.attempt <= fail_times:
+        raise RuntimeError(f"failed after writing, on attempt {ctx.attempt}")
+    return "written"
