@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.12 \
 	--python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 
-.PHONY: venv run test test-unit test-integration test-processes test-browser lint typecheck lock bench clean-data
+.PHONY: venv run test test-unit test-integration test-processes test-browser lint typecheck lock bench chaos clean-data
 
 venv: $(STAMP)
 
@@ -81,6 +81,12 @@ lock: venv
 
 bench: venv
 	$(EMBEDDED) run --profile test -- $(PY) bench/throughput.py
+
+# Chaos soak (docs/reliability.md): starts its own PostgreSQL + Redis under a temp dir, so it may kill
+# and restart them. `make chaos ARGS=--short` is the CI form (~2-3 min); exits non-zero on a violation.
+ARGS ?=
+chaos: venv
+	$(PY) bench/chaos.py $(ARGS)
 
 clean-data:
 	@if [ -x "$(PY)" ]; then \
