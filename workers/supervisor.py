@@ -29,7 +29,9 @@ def _child_main(config: WorkerConfig, alive: Synchronized) -> None:
     """Entry point of a forked worker process."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    parent = os.getppid()
     last = 0.0
+    worker: Worker | None = None
 
     def beat() -> None:
         nonlocal last
@@ -37,10 +39,16 @@ def _child_main(config: WorkerConfig, alive: Synchronized) -> None:
         if now - last >= 0.5:
             alive.value = now
             last = now
+            # A supervisor killed with SIGKILL cannot stop its children: an orphan would go on taking
+            # jobs unsupervised (no restarts, no hard timeouts). It drains and exits instead.
+            if os.getppid() != parent and worker is not None and not worker.stopping.is_set():
+                logger.warning("supervisor (pid %d) is gone: finishing running jobs, then exiting", parent)
+                worker.stopping.set()
 
     code = 1
     try:
-        code = Worker(config, alive=beat).run()
+        worker = Worker(config, alive=beat)
+        code = worker.run()
     except Exception:  # noqa: BLE001 - log whatever took the process down, then let the supervisor act
         logger.exception("worker process crashed")
     finally:
