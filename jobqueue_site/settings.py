@@ -191,6 +191,13 @@ REST_FRAMEWORK = {
     # Reads need the model's view permission (or staff), writes the action's model permissions: each
     # view names them (jobs/api/permissions.py); a view that names none is refused.
     "DEFAULT_PERMISSION_CLASSES": ["jobs.api.permissions.ActionPermissions"],
+    # JSON read by jobs.payload.loads everywhere (the schedules' views included): no NaN, a 400 for
+    # absurd nesting, integers too long for Python refused by their field in the API's words.
+    "DEFAULT_PARSER_CLASSES": [
+        "jobs.api.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"job_create": env_str("JOBQUEUE_API_CREATE_RATE", "600/minute")},
 }

@@ -10,16 +10,13 @@ Bad input is a 400 whose body maps each field to what is wrong with it.
 
 from __future__ import annotations
 
-import codecs
 from typing import Any
 
 from django.db import models, transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -29,22 +26,6 @@ from scheduling import firing, validation
 from scheduling.models import Schedule
 
 API_FIELD = {"kwargs": "payload"}  # model field -> its name in the API
-
-
-class ScheduleJSONParser(JSONParser):
-    """JSON read by ``jobs.payload.loads``, as the jobs API reads it: an integer too long for Python
-    (``10**5000``) is refused by its field in the API's words, never with Python's hint."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
-        encoding = get_encoding(parser_context or {})
-        try:
-            text = codecs.getreader(encoding)(stream).read()
-        except UnicodeDecodeError:
-            raise ParseError(f"JSON parse error - the body is not valid {encoding} text.") from None
-        try:
-            return payload.loads(text)
-        except ValueError as exc:
-            raise ParseError(f"JSON parse error - {exc}.") from None
 
 
 class ScheduleTextField(serializers.CharField):
@@ -176,7 +157,6 @@ class ScheduleViewSet(viewsets.ModelViewSet):
         "resume": ["scheduling.change_schedule"],
     }
     pagination_class = SchedulePagination
-    parser_classes = [ScheduleJSONParser, FormParser, MultiPartParser]
 
     @extend_schema(request=None, responses={201: RunResultSerializer})
     @action(detail=True, methods=["post"])
