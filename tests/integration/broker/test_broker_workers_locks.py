@@ -90,4 +90,6 @@ def test_lock_ttl_reports_time_left_and_absence(broker: Broker) -> None:
     token = broker.acquire_lock("scheduler", ttl_ms=5_000)
     assert token is not None
     assert 0 < broker.lock_ttl_ms("scheduler") <= 5_000
-    assert broker.lock_ttl_ms("scheduler") == broker.client.pttl(broker.key("lock", "scheduler"))
+    reported = broker.lock_ttl_ms("scheduler")
+    direct = broker.client.pttl(broker.key("lock", "scheduler"))  # the same key, read a moment later
+    assert 0 <= reported - direct <= 200
